@@ -1,0 +1,436 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// fileConfig is the TOML file (SPEC §8), documented key by key in config.example.toml.
+// Defaults live in defaultConfig, beside nothing else; packages get their own typed
+// config structs from it (see wire.go).
+type fileConfig struct {
+	Helpdesk helpdeskTable       `toml:"helpdesk"`
+	Address  []addressTable      `toml:"address"`
+	SMTP     smtpTable           `toml:"smtp"`
+	IMAP     []imapTable         `toml:"imap"`
+	Outbound outboundTable       `toml:"outbound"`
+	Agent    []agentTable        `toml:"agent"`
+	SLA      map[string]duration `toml:"sla"`
+}
+
+type helpdeskTable struct {
+	Name            string `toml:"name"`
+	DataDir         string `toml:"data_dir"`
+	Secret          string `toml:"secret"`
+	SecretFile      string `toml:"secret_file"`
+	DefaultLanguage string `toml:"default_language"`
+	ReopenDays      int    `toml:"reopen_days"`
+	Operator        string `toml:"operator"`
+}
+
+type addressTable struct {
+	Email    string `toml:"email"`
+	Queue    string `toml:"queue"`
+	Category string `toml:"category"`
+}
+
+type smtpTable struct {
+	Listen           string   `toml:"listen"`
+	LMTP             string   `toml:"lmtp"`
+	Hostname         string   `toml:"hostname"`
+	MaxMessageBytes  int64    `toml:"max_message_bytes"`
+	MaxRecipients    int      `toml:"max_recipients"`
+	MaxSessions      int      `toml:"max_sessions"`
+	MaxSessionsPerIP int      `toml:"max_sessions_per_ip"`
+	ReadTimeout      duration `toml:"read_timeout"`
+	WriteTimeout     duration `toml:"write_timeout"`
+	ShutdownGrace    duration `toml:"shutdown_grace"`
+	TLSCert          string   `toml:"tls_cert"`
+	TLSKey           string   `toml:"tls_key"`
+}
+
+type imapTable struct {
+	Server           string   `toml:"server"`
+	TLS              string   `toml:"tls"`
+	Username         string   `toml:"username"`
+	Password         string   `toml:"password"`
+	PasswordFile     string   `toml:"password_file"`
+	Mailbox          string   `toml:"mailbox"`
+	ProcessedMailbox string   `toml:"processed_mailbox"`
+	PollInterval     duration `toml:"poll_interval"`
+}
+
+type outboundTable struct {
+	Transport    string `toml:"transport"`
+	Smarthost    string `toml:"smarthost"`
+	Username     string `toml:"username"`
+	Password     string `toml:"password"`
+	PasswordFile string `toml:"password_file"`
+	TLS          string `toml:"tls"`
+	From         string `toml:"from"`
+	Dir          string `toml:"dir"`
+}
+
+type agentTable struct {
+	Email  string   `toml:"email"`
+	Name   string   `toml:"name"`
+	Queues []string `toml:"queues"`
+}
+
+// duration reads "10s", "24h" (go-toml does not decode strings into time.Duration).
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use e.g. 30s, 10m, 24h)", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+var categories = []string{"billing", "technical", "account", "feature", "other"}
+
+// defaultConfig is what replydesk runs with when there is no file (SPEC §7), and what a
+// file's missing keys fall back to.
+func defaultConfig() fileConfig {
+	return fileConfig{
+		Helpdesk: helpdeskTable{Name: "Support", DataDir: "replydesk-data", DefaultLanguage: "en", ReopenDays: 30},
+		Address:  []addressTable{{Email: "support@localhost", Queue: "support"}},
+		SMTP: smtpTable{
+			Listen: "127.0.0.1:2525", Hostname: "localhost",
+			MaxMessageBytes: 25 << 20, MaxRecipients: 100,
+			MaxSessions: 200, MaxSessionsPerIP: 50,
+			ReadTimeout:   duration{10 * time.Minute},
+			WriteTimeout:  duration{time.Minute},
+			ShutdownGrace: duration{10 * time.Second},
+		},
+		Outbound: outboundTable{Transport: "dir", TLS: "starttls"},
+		SLA: map[string]duration{
+			"billing": {24 * time.Hour}, "account": {24 * time.Hour},
+			"technical": {48 * time.Hour}, "feature": {48 * time.Hour}, "other": {48 * time.Hour},
+		},
+	}
+}
+
+// configErrors is every mistake found in a configuration file, each with its line.
+type configErrors []string
+
+func (e configErrors) Error() string { return strings.Join(e, "\n") }
+
+// loadConfig reads the file named by -config, REPLYDESK_CONFIG or ./replydesk.toml, or
+// returns the embedded defaults when none is named and none exists. source says which.
+func loadConfig(explicit string) (cfg fileConfig, source string, err error) {
+	path := explicit
+	if path == "" {
+		path = os.Getenv("REPLYDESK_CONFIG")
+	}
+	if path == "" {
+		if _, err := os.Stat("replydesk.toml"); err == nil {
+			path = "replydesk.toml"
+		}
+	}
+	if path == "" {
+		return defaultConfig(), "embedded defaults", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, path, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err = parseConfig(path, data)
+	return cfg, path, err
+}
+
+// parseConfig decodes strictly (unknown keys are errors) and then validates, collecting
+// every mistake it can find with its line.
+func parseConfig(name string, data []byte) (fileConfig, error) {
+	cfg := defaultConfig()
+	cfg.Address = nil
+	userSLA := map[string]duration{}
+	cfg.SLA = userSLA
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, decodeErrors(name, err)
+	}
+	if len(cfg.Address) == 0 {
+		cfg.Address = defaultConfig().Address
+	}
+	for k, v := range defaultConfig().SLA {
+		if _, ok := userSLA[k]; !ok {
+			cfg.SLA[k] = v
+		}
+	}
+	lines := keyLines(data)
+	problems := cfg.validate()
+	sort.SliceStable(problems, func(i, j int) bool { return lines.find(problems[i].key) < lines.find(problems[j].key) })
+	var errs configErrors
+	for _, p := range problems {
+		line := lines.find(p.key)
+		if line > 0 {
+			errs = append(errs, fmt.Sprintf("%s:%d: %s: %s", name, line, p.key, p.msg))
+		} else {
+			errs = append(errs, fmt.Sprintf("%s: %s: %s", name, p.key, p.msg))
+		}
+	}
+	if len(errs) > 0 {
+		return cfg, errs
+	}
+	return cfg, nil
+}
+
+func decodeErrors(name string, err error) error {
+	var de *toml.DecodeError
+	var se *toml.StrictMissingError
+	switch {
+	case errors.As(err, &se):
+		var errs configErrors
+		for _, e := range se.Errors {
+			row, col := e.Position()
+			errs = append(errs, fmt.Sprintf("%s:%d:%d: unknown key %s", name, row, col, strings.Join(e.Key(), ".")))
+		}
+		return errs
+	case errors.As(err, &de):
+		row, col := de.Position()
+		return configErrors{fmt.Sprintf("%s:%d:%d: %s\n%s", name, row, col, de.Error(), de.String())}
+	}
+	return configErrors{fmt.Sprintf("%s: %v", name, err)}
+}
+
+type problem struct{ key, msg string }
+
+// validate checks meaning, not syntax, and reports every problem.
+func (c fileConfig) validate() []problem {
+	var ps []problem
+	add := func(key, format string, a ...any) { ps = append(ps, problem{key, fmt.Sprintf(format, a...)}) }
+	h := c.Helpdesk
+	if strings.TrimSpace(h.Name) == "" || strings.ContainsAny(h.Name, "[]#\r\n") {
+		add("helpdesk.name", "must be a non-empty name without [ ] # or line breaks (it is the subject tag)")
+	}
+	if h.DataDir == "" {
+		add("helpdesk.data_dir", "must not be empty")
+	}
+	if h.Secret != "" && h.SecretFile != "" {
+		add("helpdesk.secret", "set secret or secret_file, not both")
+	}
+	if h.Secret != "" && len(h.Secret) < 16 {
+		add("helpdesk.secret", "must be at least 16 characters")
+	}
+	if !oneOf(h.DefaultLanguage, "en", "es", "pt") {
+		add("helpdesk.default_language", "must be en, es or pt, not %q", h.DefaultLanguage)
+	}
+	if h.ReopenDays < 0 {
+		add("helpdesk.reopen_days", "must not be negative")
+	}
+	if h.Operator != "" && !validAddress(h.Operator) {
+		add("helpdesk.operator", "%q is not an email address", h.Operator)
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Address {
+		key := fmt.Sprintf("address[%d]", i)
+		switch {
+		case !validAddress(a.Email):
+			add(key+".email", "%q is not an email address", a.Email)
+		case strings.Contains(strings.SplitN(a.Email, "@", 2)[0], "+"):
+			add(key+".email", "%q must not contain +: tags are added to it", a.Email)
+		case seen[strings.ToLower(a.Email)]:
+			add(key+".email", "%q is listed twice", a.Email)
+		}
+		seen[strings.ToLower(a.Email)] = true
+		if a.Queue == "" {
+			add(key+".queue", "must name a queue (e.g. support, admin)")
+		}
+		if a.Category != "" && !oneOf(a.Category, categories...) {
+			add(key+".category", "must be one of %s", strings.Join(categories, ", "))
+		}
+	}
+	ps = append(ps, c.SMTP.validate()...)
+	ps = append(ps, c.validateOutbound()...)
+	for i, im := range c.IMAP {
+		key := fmt.Sprintf("imap[%d]", i)
+		if _, _, err := net.SplitHostPort(im.Server); err != nil {
+			add(key+".server", "must be host:port")
+		}
+		if !oneOf(im.TLS, "", "implicit", "starttls", "none") {
+			add(key+".tls", "must be implicit, starttls or none")
+		}
+		if im.Username == "" {
+			add(key+".username", "must not be empty")
+		}
+		if im.Password != "" && im.PasswordFile != "" {
+			add(key+".password", "set password or password_file, not both")
+		}
+	}
+	for i, a := range c.Agent {
+		if !validAddress(a.Email) {
+			add(fmt.Sprintf("agent[%d].email", i), "%q is not an email address", a.Email)
+		}
+	}
+	for k, v := range c.SLA {
+		if !oneOf(k, categories...) {
+			add("sla."+k, "unknown category (one of %s)", strings.Join(categories, ", "))
+		} else if v.Duration <= 0 {
+			add("sla."+k, "must be a positive duration")
+		}
+	}
+	return ps
+}
+
+func (s smtpTable) validate() []problem {
+	var ps []problem
+	add := func(key, format string, a ...any) { ps = append(ps, problem{key, fmt.Sprintf(format, a...)}) }
+	if s.Listen == "" && s.LMTP == "" {
+		add("smtp.listen", "set listen or lmtp (or both): mail has no way in")
+	}
+	if s.Listen != "" {
+		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+			add("smtp.listen", "must be host:port, e.g. 127.0.0.1:2525")
+		}
+	}
+	if s.LMTP != "" && !strings.Contains(s.LMTP, "/") {
+		if _, _, err := net.SplitHostPort(s.LMTP); err != nil {
+			add("smtp.lmtp", "must be host:port or a unix socket path")
+		}
+	}
+	if s.MaxMessageBytes < 1024 {
+		add("smtp.max_message_bytes", "must be at least 1024")
+	}
+	if s.MaxRecipients < 1 {
+		add("smtp.max_recipients", "must be at least 1")
+	}
+	if s.MaxSessions < 1 {
+		add("smtp.max_sessions", "must be at least 1")
+	}
+	if s.MaxSessionsPerIP < 1 {
+		add("smtp.max_sessions_per_ip", "must be at least 1")
+	}
+	for key, d := range map[string]duration{"smtp.read_timeout": s.ReadTimeout, "smtp.write_timeout": s.WriteTimeout} {
+		if d.Duration < time.Second {
+			add(key, "must be at least 1s")
+		}
+	}
+	if s.ShutdownGrace.Duration < 0 {
+		add("smtp.shutdown_grace", "must not be negative")
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		add("smtp.tls_cert", "tls_cert and tls_key go together")
+	}
+	for key, f := range map[string]string{"smtp.tls_cert": s.TLSCert, "smtp.tls_key": s.TLSKey} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				add(key, "%v", err)
+			}
+		}
+	}
+	return ps
+}
+
+func (c fileConfig) validateOutbound() []problem {
+	var ps []problem
+	add := func(key, format string, a ...any) { ps = append(ps, problem{key, fmt.Sprintf(format, a...)}) }
+	o := c.Outbound
+	if !oneOf(o.Transport, "dir", "smtp") {
+		add("outbound.transport", "must be dir or smtp, not %q", o.Transport)
+	}
+	if o.Transport == "smtp" {
+		if _, _, err := net.SplitHostPort(o.Smarthost); err != nil {
+			add("outbound.smarthost", "must be host:port when transport is smtp")
+		}
+	}
+	if !oneOf(o.TLS, "starttls", "implicit", "none") {
+		add("outbound.tls", "must be starttls, implicit or none")
+	}
+	if o.Password != "" && o.PasswordFile != "" {
+		add("outbound.password", "set password or password_file, not both")
+	}
+	if o.From != "" && !validAddress(o.From) {
+		add("outbound.from", "%q is not an email address", o.From)
+	}
+	return ps
+}
+
+func oneOf(v string, allowed ...string) bool {
+	for _, a := range allowed {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}
+
+func validAddress(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && a.Name == "" && strings.Contains(s, "@")
+}
+
+// lineIndex maps a key path ("smtp.listen", "address[1].email") to its line in the file.
+type lineIndex map[string]int
+
+// find returns the line of key, else of its nearest enclosing table, else 0.
+func (l lineIndex) find(key string) int {
+	for key != "" {
+		if n, ok := l[key]; ok {
+			return n
+		}
+		i := strings.LastIndexByte(key, '.')
+		if i < 0 {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+// keyLines walks the TOML document to record the line of every table and key.
+func keyLines(data []byte) lineIndex {
+	lines := lineIndex{}
+	var p unstable.Parser
+	p.Reset(data)
+	table := ""
+	counts := map[string]int{}
+	for p.NextExpression() {
+		e := p.Expression()
+		name, line := keyOf(&p, e)
+		switch e.Kind {
+		case unstable.Table:
+			table = name
+			lines[table] = line
+		case unstable.ArrayTable:
+			table = fmt.Sprintf("%s[%d]", name, counts[name])
+			counts[name]++
+			lines[table] = line
+		case unstable.KeyValue:
+			full := name
+			if table != "" {
+				full = table + "." + name
+			}
+			lines[full] = line
+		}
+	}
+	return lines
+}
+
+func keyOf(p *unstable.Parser, e *unstable.Node) (string, int) {
+	var parts []string
+	line := 0
+	it := e.Key()
+	for it.Next() {
+		n := it.Node()
+		parts = append(parts, string(n.Data))
+		if line == 0 && len(n.Data) > 0 {
+			line = p.Shape(p.Range(n.Data)).Start.Line
+		}
+	}
+	return strings.Join(parts, "."), line
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/replydesk/replydesk/mailin"
+	"github.com/replydesk/replydesk/threads"
+)
+
+var ingestCommand = command{
+	summary: "store one message from stdin (pipe transport), or import .eml files, folders, maildirs and mbox files",
+	usage:   "[FILE|DIR ...]",
+	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
+		notify := fs.Bool("notify", false, "answer imported messages like live mail (default: file them silently)")
+		return func(ctx context.Context, env *cmdEnv, args []string) error {
+			if len(args) == 0 {
+				return ingestPipe(ctx, env)
+			}
+			return ingestFiles(ctx, env, args, *notify)
+		}
+	},
+}
+
+// ingestPipe is the MTA pipe transport: exit 0 once the message is durable, 75 when the
+// MTA must retry, 65 when the message itself is refused (too large, empty).
+func ingestPipe(ctx context.Context, env *cmdEnv) error {
+	raw, err := mailin.ReadMessage(env.stdin, env.cfg.SMTP.MaxMessageBytes)
+	if err != nil {
+		if errors.Is(err, mailin.ErrTooLarge) || errors.Is(err, mailin.ErrEmpty) {
+			return exitError{exitDataErr, err}
+		}
+		return exitError{exitTempFail, err}
+	}
+	store, err := openStore(env)
+	if err != nil {
+		return exitError{exitTempFail, err}
+	}
+	defer store.Close()
+	env2 := mailin.Envelope{
+		Path: mailin.PathPipe, Received: time.Now(), Live: true,
+		MailFrom: os.Getenv("SENDER"), Rcpts: nonEmpty(os.Getenv("RECIPIENT")),
+	}
+	rc, err := store.Accept(ctx, env2, raw)
+	if err != nil {
+		return exitError{exitTempFail, err}
+	}
+	env.log.Info("message stored", "path", mailin.PathPipe, "inbox", rc.ID, "duplicate", rc.Duplicate)
+	// Filing now is a courtesy when no `serve` runs; the message is already safe, so a
+	// failure here does not change the exit status (serve files it later).
+	if _, err := store.ProcessPending(ctx); err != nil {
+		env.log.Warn("stored but not yet filed; serve will file it", "err", err)
+	}
+	return nil
+}
+
+func isReadError(err error) bool {
+	return err != nil && !errors.Is(err, mailin.ErrTooLarge) && err.Error() != "read message: empty input"
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// ingestFiles imports mail (a backfill or a migration), in Date order, then files it.
+func ingestFiles(ctx context.Context, env *cmdEnv, paths []string, notify bool) error {
+	items, skipped, err := mailin.ScanImport(paths, env.cfg.SMTP.MaxMessageBytes)
+	if err != nil {
+		return err
+	}
+	for _, s := range skipped {
+		env.log.Warn("skipped", "file", s)
+	}
+	store, err := openStore(env)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	before, err := store.MalformedCount(ctx)
+	if err != nil {
+		return err
+	}
+	bar := newProgress(len(items), "storing")
+	sum, err := mailin.Import(ctx, store, items, notify, func() { bar.Add(1) })
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	if _, err := store.ProcessPending(ctx); err != nil {
+		return fmt.Errorf("filing imported mail: %w", err)
+	}
+	after, err := store.MalformedCount(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "%d stored, %d duplicates, %d malformed, %d skipped\n",
+		sum.Stored, sum.Duplicates, after-before, len(skipped))
+	return nil
+}
+
+// newProgress draws a bar on stderr when it is a terminal, and nothing otherwise.
+func newProgress(n int, what string) *progressbar.ProgressBar {
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		return progressbar.DefaultSilent(int64(n))
+	}
+	return progressbar.NewOptions(n, progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionSetDescription(what), progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(), progressbar.OptionClearOnFinish())
+}
+
+var _ mailin.Acceptor = (*threads.Store)(nil)

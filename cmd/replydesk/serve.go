@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/replydesk/replydesk/mailin"
+)
+
+var serveCommand = command{
+	summary: "receive mail over SMTP/LMTP and file it into tickets until SIGINT/SIGTERM",
+	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
+		listen := fs.String("listen", "", "override [smtp] listen (host:port; port 0 picks one)")
+		lmtp := fs.String("lmtp", "", "override [smtp] lmtp (host:port or unix socket path)")
+		return func(ctx context.Context, env *cmdEnv, args []string) error {
+			if *listen != "" {
+				env.cfg.SMTP.Listen = *listen
+			}
+			if *lmtp != "" {
+				env.cfg.SMTP.LMTP = *lmtp
+			}
+			return serve(ctx, env)
+		}
+	},
+}
+
+// serve runs until ctx ends (the first SIGINT/SIGTERM), then drains: listeners stop at
+// once, in-flight sessions get the grace period, the processor finishes its batch. A
+// second signal exits at once.
+func serve(ctx context.Context, env *cmdEnv) error {
+	if len(env.cfg.IMAP) > 0 {
+		return errors.New("[[imap]] is configured, but IMAP polling is not available in this version; remove the table or use the SMTP/LMTP listener")
+	}
+	store, err := openStore(env)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv, err := mailin.NewServer(env.cfg.mailinConfig(), store, env.log)
+	if err != nil {
+		return err
+	}
+	smtpAddr, lmtpAddr, err := srv.Start()
+	if err != nil {
+		return err
+	}
+	for path, a := range map[string]fmt.Stringer{mailin.PathSMTP: smtpAddr, mailin.PathLMTP: lmtpAddr} {
+		if a != nil && a.String() != "" {
+			if err := store.RecordListen(ctx, path, a.String()); err != nil {
+				env.log.Warn("could not record listen address", "err", err)
+			}
+		}
+	}
+	env.log.Info("replydesk serving", "config", env.source, "data_dir", env.cfg.Helpdesk.DataDir)
+	procCtx, stopProc := context.WithCancel(context.Background())
+	procDone := make(chan struct{})
+	go func() { defer close(procDone); store.RunProcessor(procCtx, time.Second) }()
+
+	<-ctx.Done()
+	env.log.Info("shutting down", "grace", env.cfg.SMTP.ShutdownGrace.Duration)
+	go exitOnSecondSignal(env)
+	srv.Shutdown(context.Background())
+	stopProc()
+	<-procDone
+	commits, ops := store.WriterStats()
+	env.log.Info("stopped", "commits", commits, "writes", ops)
+	return nil
+}
+
+func exitOnSecondSignal(env *cmdEnv) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	<-ch
+	env.log.Warn("second signal: exiting at once")
+	os.Exit(1)
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+)
+
+var statusCommand = command{
+	summary: "show intake paths, mail not yet filed, and malformed messages",
+	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
+		asJSON := fs.Bool("json", false, "print one JSON object")
+		return func(ctx context.Context, env *cmdEnv, args []string) error {
+			store, err := openStore(env)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			st, err := store.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(env.stdout, st)
+			}
+			w := env.stdout
+			fmt.Fprintf(w, "database %s (schema %d)\n\nintake:\n", st.Database, st.SchemaVer)
+			if len(st.Intake) == 0 {
+				fmt.Fprintln(w, "  (no mail received yet)")
+			}
+			for _, in := range st.Intake {
+				fmt.Fprintf(w, "  %-7s listen %-22s accepted %-7d last message %s\n", in.Path, orDash(in.Listen), in.Accepted, timeOrNever(in.LastMessage))
+				if in.LastError != "" {
+					fmt.Fprintf(w, "          last error %s: %s\n", timeOrNever(in.LastErrorAt), in.LastError)
+				}
+			}
+			fmt.Fprintf(w, "\nmessages: %d accepted, %d not yet filed, %d malformed\n", st.Accepted, st.Unfiled, st.MalformedCount)
+			for _, m := range st.Malformed {
+				fmt.Fprintf(w, "  malformed: ticket #%d, message %d from %s: %v\n", m.Ticket, m.InboxID, orDash(m.From), m.Notes)
+			}
+			fmt.Fprintf(w, "tickets: %d open, %d pending, %d resolved, %d suspended\n",
+				st.Tickets["open"], st.Tickets["pending"], st.Tickets["resolved"], st.Tickets["suspended"])
+			return nil
+		}
+	},
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func timeOrNever(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.Format(time.RFC3339)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/replydesk/replydesk/threads"
+)
+
+var ticketsCommand = command{
+	summary: "list tickets by number",
+	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
+		status := fs.String("status", "", "only tickets with this status (open, pending, resolved, suspended)")
+		queue := fs.String("queue", "", "only tickets of this queue")
+		asJSON := fs.Bool("json", false, "print a JSON array")
+		return func(ctx context.Context, env *cmdEnv, args []string) error {
+			store, err := openStore(env)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			list, err := store.Tickets(ctx, threads.TicketFilter{Status: *status, Queue: *queue})
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(env.stdout, list)
+			}
+			tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "#\tSTATUS\tQUEUE\tCATEGORY\tMSGS\tUPDATED\tCUSTOMER\tSUBJECT")
+			for _, t := range list {
+				fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Status, t.Queue, t.Category,
+					t.MessageCount, t.Updated.Format("2006-01-02 15:04"), t.Customer, ellipsis(t.Subject, 60))
+			}
+			return tw.Flush()
+		}
+	},
+}
+
+var showCommand = command{
+	summary: "show one ticket with its messages",
+	usage:   "N",
+	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
+		asJSON := fs.Bool("json", false, "print one JSON object")
+		return func(ctx context.Context, env *cmdEnv, args []string) error {
+			if len(args) != 1 {
+				return errors.New("usage: replydesk show N")
+			}
+			n, err := strconv.ParseInt(strings.TrimPrefix(args[0], "#"), 10, 64)
+			if err != nil || n < 1 {
+				return fmt.Errorf("%q is not a ticket number", args[0])
+			}
+			store, err := openStore(env)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			t, err := store.Ticket(ctx, n)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(env.stdout, t)
+			}
+			printTicket(env.stdout, t)
+			return nil
+		}
+	},
+}
+
+var exportCommand = command{
+	summary: "print every ticket, messages included, as one JSON object per line",
+	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
+		since := fs.String("since", "", "only tickets updated at or after this time (RFC 3339 or YYYY-MM-DD)")
+		return func(ctx context.Context, env *cmdEnv, args []string) error {
+			var t time.Time
+			if *since != "" {
+				var err error
+				if t, err = parseSince(*since); err != nil {
+					return err
+				}
+			}
+			store, err := openStore(env)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			enc := json.NewEncoder(env.stdout)
+			return store.Export(ctx, t, func(tk threads.Ticket) error { return enc.Encode(tk) })
+		}
+	},
+}
+
+func parseSince(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("-since %q: use RFC 3339 (2026-01-02T15:04:05Z) or YYYY-MM-DD", s)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printTicket(w io.Writer, t threads.Ticket) {
+	fmt.Fprintf(w, "#%d %s\n", t.ID, t.Subject)
+	fmt.Fprintf(w, "status %s · queue %s · category %s · priority %s · customer %s", t.Status, t.Queue, t.Category, t.Priority, t.Customer)
+	if t.Assignee != "" {
+		fmt.Fprintf(w, " · assignee %s", t.Assignee)
+	}
+	fmt.Fprintf(w, "\ncreated %s · updated %s\n", t.Created.Format(time.RFC3339), t.Updated.Format(time.RFC3339))
+	for _, m := range t.Messages {
+		fmt.Fprintf(w, "\n--- %s %s from %s, %s (matched by %s)\n", m.Direction, m.Kind, m.From, m.Date.Format(time.RFC3339), m.MatchedBy)
+		if len(m.Flags) > 0 {
+			fmt.Fprintf(w, "flags: %s\n", strings.Join(m.Flags, ", "))
+		}
+		for _, n := range m.Notes {
+			fmt.Fprintf(w, "note: %s\n", n)
+		}
+		for _, a := range m.Attachments {
+			fmt.Fprintf(w, "attachment: %s (%s, %d bytes)\n", a.Name, a.Type, a.Size)
+		}
+		fmt.Fprintf(w, "\n%s\n", strings.TrimRight(m.Text, "\n"))
+	}
+}
+
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

@@ -1,0 +1,87 @@
+package threads
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/replydesk/replydesk/mailin"
+)
+
+// Accept stores raw exactly as received, with its envelope, and returns once the
+// transaction that holds it has committed. Concurrent callers share one commit (see
+// writer.go). The same bytes accepted twice are stored once.
+func (s *Store) Accept(ctx context.Context, env mailin.Envelope, raw []byte) (mailin.Receipt, error) {
+	digest := sha256.Sum256(raw)
+	if env.Received.IsZero() {
+		env.Received = time.Now()
+	}
+	var rc mailin.Receipt
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		rc = mailin.Receipt{}
+		err := tx.QueryRow(`INSERT INTO inbox (received, path, remote, helo, mail_from, rcpt_to, live, digest, raw)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING RETURNING id`,
+			env.Received.Unix(), env.Path, env.Remote, env.Helo, env.MailFrom,
+			strings.Join(env.Rcpts, "\n"), env.Live, digest[:], raw).Scan(&rc.ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			rc.Duplicate = true
+			if err := tx.QueryRow(`SELECT id FROM inbox WHERE digest = ?`, digest[:]).Scan(&rc.ID); err != nil {
+				return fmt.Errorf("find duplicate: %w", err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("insert message: %w", err)
+		}
+		_, err = tx.Exec(`INSERT INTO intake (path, last_ok, accepted) VALUES (?, ?, 1)
+			ON CONFLICT (path) DO UPDATE SET last_ok = excluded.last_ok, accepted = accepted + 1`,
+			env.Path, env.Received.Unix())
+		return err
+	})
+	if err != nil {
+		s.RecordIntakeError(env.Path, err)
+		return mailin.Receipt{}, fmt.Errorf("accept message: %w", err)
+	}
+	if !rc.Duplicate {
+		s.Wake()
+	}
+	return rc, nil
+}
+
+// Wake tells the processor that new mail is waiting.
+func (s *Store) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RecordIntakeError notes an intake failure for `status`, best effort: when the disk is
+// the problem, this write fails too, and the log line is all that remains.
+func (s *Store) RecordIntakeError(path string, cause error) {
+	now := time.Now().Unix()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?)
+				ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`,
+				path, cause.Error(), now)
+			return err
+		})
+		if err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Warn("could not record intake error", "path", path, "err", err)
+		}
+	}()
+}
+
+// RecordListen notes the address an intake path listens on, for `status`.
+func (s *Store) RecordListen(ctx context.Context, path, addr string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO intake (path, listen) VALUES (?, ?)
+			ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`, path, addr)
+		return err
+	})
+}

@@ -1,0 +1,68 @@
+package threads
+
+import (
+	"regexp"
+	"strings"
+)
+
+// msgIDToken finds <...> groups in a header, the lenient reading of RFC 5322 msg-id lists
+// that real mail needs (commas, junk, folded whitespace, missing brackets around some).
+var msgIDToken = regexp.MustCompile(`<([^<>\s]+)>`)
+
+// maxRefs caps how many references of one message are kept (newest last).
+const maxRefs = 100
+
+// MsgIDList reads an In-Reply-To or References value: every <id> in order, without the
+// brackets, duplicates removed. A value with no brackets at all but one word holding an
+// "@" is taken as one id, as some clients write it.
+func MsgIDList(v string) []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, m := range msgIDToken.FindAllStringSubmatch(v, -1) {
+		id := normalizeMsgID(m[1])
+		if validMsgID(id) && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		if f := strings.Fields(v); len(f) == 1 && validMsgID(f[0]) && strings.Contains(f[0], "@") {
+			ids = append(ids, normalizeMsgID(f[0]))
+		}
+	}
+	if len(ids) > maxRefs {
+		ids = ids[len(ids)-maxRefs:]
+	}
+	return ids
+}
+
+// MessageID reads a Message-ID value: the first <id>, or a bare id without brackets.
+func MessageID(v string) string {
+	ids := MsgIDList(v)
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[0]
+}
+
+// validMsgID rejects ids no client would write and that would only pollute lookups.
+func validMsgID(id string) bool {
+	if len(id) == 0 || len(id) > 998 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x21 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeMsgID lower-cases the part after the last "@": RFC 5322 ids compare
+// case-sensitively on the left, but the right is a domain, which clients re-case.
+func normalizeMsgID(id string) string {
+	if i := strings.LastIndexByte(id, '@'); i >= 0 {
+		return id[:i+1] + strings.ToLower(id[i+1:])
+	}
+	return id
+}

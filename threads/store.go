@@ -1,0 +1,170 @@
+// Package threads owns the database: accepted raw mail, tickets, messages and the rules
+// that decide which ticket a message belongs to. Other packages get typed methods, not SQL.
+package threads
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
+)
+
+// schemaVersion is the version schema.sql creates. A database with a newer version was
+// written by a newer replydesk and is refused; an older one is migrated at start-up.
+const schemaVersion = 1
+
+//go:embed schema.sql
+var schemaSQL string
+
+// migrations[v] upgrades a database from version v to v+1. Version 0 is an empty file.
+var migrations = []string{schemaSQL}
+
+// Config is what the store and the filing rules need to know.
+type Config struct {
+	DataDir   string
+	Name      string    // helpdesk name, also the subject tag
+	Addresses []Address // support addresses and the queue each feeds
+	Limits    ParseLimits
+}
+
+// Address is one configured support address.
+type Address struct {
+	Email    string
+	Queue    string
+	Category string
+}
+
+// Store is the replydesk database. It has one writer goroutine that group-commits every
+// write (see writer.go) and a pool of read-only connections.
+type Store struct {
+	cfg    Config
+	log    *slog.Logger
+	path   string
+	wdb    *sql.DB // exactly one connection, owned by the writer goroutine
+	rdb    *sql.DB // read-only pool
+	writer *writer
+	wake   chan struct{} // one slot: new mail was accepted, the processor should look
+}
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("store closed")
+
+// Open opens (creating if needed) the database in cfg.DataDir, checks and migrates its
+// schema, and starts the writer.
+func Open(cfg Config, log *slog.Logger) (*Store, error) {
+	if cfg.Limits == (ParseLimits{}) {
+		cfg.Limits = DefaultParseLimits()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, "replydesk.db")
+	wdb, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	s := &Store{cfg: cfg, log: log, path: path, wdb: wdb, wake: make(chan struct{}, 1)}
+	if err := s.checkPragmas(); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	if err := s.migrate(); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	s.rdb, err = sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	s.rdb.SetMaxOpenConns(8)
+	s.writer = startWriter(wdb, log)
+	return s, nil
+}
+
+// dsn builds the modernc.org/sqlite data source name. The pragmas run on every new
+// connection: WAL so readers never block the writer, synchronous=FULL so a commit is on
+// disk when it returns, immediate transactions so the writer never meets SQLITE_BUSY
+// half-way through a batch.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+func (s *Store) checkPragmas() error {
+	var mode string
+	if err := s.wdb.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("open %s: %w", s.path, err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("open %s: journal_mode is %q, want wal", s.path, mode)
+	}
+	return nil
+}
+
+func (s *Store) migrate() error {
+	var v int
+	if err := s.wdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("database %s has schema version %d, newer than this replydesk (%d): upgrade replydesk", s.path, v, schemaVersion)
+	}
+	for ; v < schemaVersion; v++ {
+		tx, err := s.wdb.Begin()
+		if err != nil {
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		s.log.Info("database migrated", "path", s.path, "version", v+1)
+	}
+	return nil
+}
+
+// Close stops the writer (after the writes already queued) and closes the database.
+func (s *Store) Close() error {
+	s.writer.stop()
+	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// WriterStats reports how many transactions the writer committed and how many
+// operations they carried: their ratio is the average group-commit batch.
+func (s *Store) WriterStats() (commits, ops int64) {
+	return s.writer.commits.Load(), s.writer.ops.Load()
+}
+
+func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.writer.do(ctx, fn)
+}

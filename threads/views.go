@@ -1,0 +1,302 @@
+package threads
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Ticket is the stable JSON shape of `tickets -json` and, with Messages, of `show -json`
+// and `export` (SPEC §7). Times are RFC 3339 UTC.
+type Ticket struct {
+	ID           int64      `json:"id"`
+	Subject      string     `json:"subject"`
+	Status       string     `json:"status"`
+	Queue        string     `json:"queue"`
+	Category     string     `json:"category"`
+	Priority     string     `json:"priority"`
+	Customer     string     `json:"customer"`
+	Assignee     string     `json:"assignee"`
+	MessageCount int        `json:"message_count"`
+	Created      time.Time  `json:"created"`
+	Updated      time.Time  `json:"updated"`
+	Due          *time.Time `json:"due"`
+	Messages     []Message  `json:"messages,omitempty"`
+}
+
+// Message is one message of a ticket, in or out.
+type Message struct {
+	Direction   string       `json:"direction"`
+	Kind        string       `json:"kind"`
+	From        string       `json:"from"`
+	To          []string     `json:"to"`
+	Cc          []string     `json:"cc"`
+	MessageID   string       `json:"message_id"`
+	Subject     string       `json:"subject"`
+	Date        time.Time    `json:"date"`
+	Text        string       `json:"text"`
+	Body        string       `json:"body"`
+	Attachments []Attachment `json:"attachments"`
+	MatchedBy   string       `json:"matched_by"`
+	Flags       []string     `json:"flags"`
+	Notes       []string     `json:"notes"`
+	InboxID     int64        `json:"inbox_id,omitempty"`
+}
+
+// TicketFilter narrows `tickets`.
+type TicketFilter struct {
+	Status string
+	Queue  string
+	Since  time.Time // updated at or after
+}
+
+// ErrNoTicket is returned by Ticket for a number that does not exist.
+var ErrNoTicket = errors.New("no such ticket")
+
+const ticketColumns = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee,
+	(SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due`
+
+// Tickets lists tickets by number, ascending.
+func (s *Store) Tickets(ctx context.Context, f TicketFilter) ([]Ticket, error) {
+	q := `SELECT ` + ticketColumns + ` FROM tickets t WHERE 1=1`
+	var args []any
+	if f.Status != "" {
+		q += ` AND t.status = ?`
+		args = append(args, f.Status)
+	}
+	if f.Queue != "" {
+		q += ` AND t.queue = ?`
+		args = append(args, f.Queue)
+	}
+	if !f.Since.IsZero() {
+		q += ` AND t.updated >= ?`
+		args = append(args, f.Since.Unix())
+	}
+	rows, err := s.rdb.QueryContext(ctx, q+` ORDER BY t.id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tickets: %w", err)
+	}
+	defer rows.Close()
+	out := []Ticket{}
+	for rows.Next() {
+		t, err := scanTicket(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list tickets: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Ticket returns one ticket with its messages, oldest first.
+func (s *Store) Ticket(ctx context.Context, id int64) (Ticket, error) {
+	t, err := scanTicket(s.rdb.QueryRowContext(ctx, `SELECT `+ticketColumns+` FROM tickets t WHERE t.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Ticket{}, fmt.Errorf("ticket #%d: %w", id, ErrNoTicket)
+	}
+	if err != nil {
+		return Ticket{}, fmt.Errorf("ticket #%d: %w", id, err)
+	}
+	t.Messages, err = s.messages(ctx, id)
+	return t, err
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanTicket(r scanner) (Ticket, error) {
+	var t Ticket
+	var created, updated int64
+	var due sql.NullInt64
+	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category, &t.Priority, &t.Customer,
+		&t.Assignee, &t.MessageCount, &created, &updated, &due)
+	t.Created, t.Updated = unixUTC(created), unixUTC(updated)
+	if due.Valid {
+		d := unixUTC(due.Int64)
+		t.Due = &d
+	}
+	return t, err
+}
+
+func unixUTC(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
+
+func (s *Store) messages(ctx context.Context, ticket int64) ([]Message, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id,
+		subject, date, text, body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0)
+		FROM messages WHERE ticket_id = ? ORDER BY date, id`, ticket)
+	if err != nil {
+		return nil, fmt.Errorf("messages of #%d: %w", ticket, err)
+	}
+	defer rows.Close()
+	out := []Message{}
+	for rows.Next() {
+		var m Message
+		var date int64
+		var to, cc, att, flags, notes string
+		if err := rows.Scan(&m.Direction, &m.Kind, &m.From, &to, &cc, &m.MessageID, &m.Subject, &date,
+			&m.Text, &m.Body, &att, &m.MatchedBy, &flags, &notes, &m.InboxID); err != nil {
+			return nil, fmt.Errorf("messages of #%d: %w", ticket, err)
+		}
+		m.Date = unixUTC(date)
+		err := errors.Join(json.Unmarshal([]byte(to), &m.To), json.Unmarshal([]byte(cc), &m.Cc),
+			json.Unmarshal([]byte(att), &m.Attachments), json.Unmarshal([]byte(flags), &m.Flags),
+			json.Unmarshal([]byte(notes), &m.Notes))
+		if err != nil {
+			return nil, fmt.Errorf("messages of #%d: %w", ticket, err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Export calls fn with every ticket (messages included) updated since the given time.
+func (s *Store) Export(ctx context.Context, since time.Time, fn func(Ticket) error) error {
+	list, err := s.Tickets(ctx, TicketFilter{Since: since})
+	if err != nil {
+		return err
+	}
+	for _, t := range list {
+		full, err := s.Ticket(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		if err := fn(full); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RawMessage returns the bytes of an accepted message exactly as received.
+func (s *Store) RawMessage(ctx context.Context, inboxID int64) ([]byte, error) {
+	var raw []byte
+	err := s.rdb.QueryRowContext(ctx, `SELECT raw FROM inbox WHERE id = ?`, inboxID).Scan(&raw)
+	if err != nil {
+		return nil, fmt.Errorf("raw message %d: %w", inboxID, err)
+	}
+	return raw, nil
+}
+
+// Status is `replydesk status` (SPEC §10).
+type Status struct {
+	Intake         []IntakeStatus `json:"intake"`
+	Accepted       int64          `json:"accepted"`    // messages stored
+	Unfiled        int64          `json:"unprocessed"` // accepted, not yet filed into a ticket
+	MalformedCount int64          `json:"malformed_count"`
+	Malformed      []Malformed    `json:"malformed"`
+	Tickets        map[string]int `json:"tickets"` // count by status
+	SchemaVer      int            `json:"schema_version"`
+	Database       string         `json:"database"`
+	StatusTime     time.Time      `json:"time"`
+}
+
+// IntakeStatus is one ingest path.
+type IntakeStatus struct {
+	Path        string     `json:"path"`
+	Listen      string     `json:"listen,omitempty"`
+	Accepted    int64      `json:"accepted"`
+	LastMessage *time.Time `json:"last_message"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+}
+
+// Malformed is a message that could not be parsed cleanly; it is stored raw and filed.
+type Malformed struct {
+	Ticket  int64    `json:"ticket"`
+	InboxID int64    `json:"inbox_id"`
+	From    string   `json:"from"`
+	Notes   []string `json:"notes"`
+}
+
+// maxMalformedListed bounds the malformed messages `status` lists (the count is exact).
+const maxMalformedListed = 20
+
+// Status reports intake paths, the processing backlog and malformed messages.
+func (s *Store) Status(ctx context.Context) (Status, error) {
+	st := Status{Tickets: map[string]int{}, SchemaVer: schemaVersion, Database: s.path, StatusTime: time.Now().UTC()}
+	err := errors.Join(
+		s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM inbox`).Scan(&st.Accepted),
+		s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM inbox WHERE processed = 0`).Scan(&st.Unfiled),
+		s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE malformed = 1`).Scan(&st.MalformedCount),
+		s.intakeStatus(ctx, &st), s.ticketCounts(ctx, &st), s.malformedList(ctx, &st))
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	return st, nil
+}
+
+func (s *Store) intakeStatus(ctx context.Context, st *Status) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	st.Intake = []IntakeStatus{}
+	for rows.Next() {
+		var in IntakeStatus
+		var lastOK, lastErrAt int64
+		if err := rows.Scan(&in.Path, &in.Listen, &in.Accepted, &lastOK, &in.LastError, &lastErrAt); err != nil {
+			return err
+		}
+		in.LastMessage, in.LastErrorAt = optTime(lastOK), optTime(lastErrAt)
+		st.Intake = append(st.Intake, in)
+	}
+	return rows.Err()
+}
+
+func optTime(sec int64) *time.Time {
+	if sec == 0 {
+		return nil
+	}
+	t := unixUTC(sec)
+	return &t
+}
+
+func (s *Store) ticketCounts(ctx context.Context, st *Status) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT status, count(*) FROM tickets GROUP BY status`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			return err
+		}
+		st.Tickets[status] = n
+	}
+	return rows.Err()
+}
+
+func (s *Store) malformedList(ctx context.Context, st *Status) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes
+		FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`, maxMalformedListed)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	st.Malformed = []Malformed{}
+	for rows.Next() {
+		var m Malformed
+		var notes string
+		if err := rows.Scan(&m.Ticket, &m.InboxID, &m.From, &notes); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(notes), &m.Notes); err != nil {
+			m.Notes = []string{strings.TrimSpace(notes)}
+		}
+		st.Malformed = append(st.Malformed, m)
+	}
+	return rows.Err()
+}
+
+// MalformedCount is the number of messages flagged malformed.
+func (s *Store) MalformedCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE malformed = 1`).Scan(&n)
+	return n, err
+}
