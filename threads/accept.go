@@ -23,21 +23,17 @@ func (s *Store) Accept(ctx context.Context, env mailin.Envelope, raw []byte) (ma
 	var rc mailin.Receipt
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		rc = mailin.Receipt{}
-		err := tx.QueryRow(`INSERT INTO inbox (received, path, remote, helo, mail_from, rcpt_to, live, digest, raw)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING RETURNING id`,
-			env.Received.Unix(), env.Path, env.Remote, env.Helo, env.MailFrom,
+		err := tx.Stmt(s.sql.insertInbox).QueryRow(env.Received.Unix(), env.Path, env.Remote, env.Helo, env.MailFrom,
 			strings.Join(env.Rcpts, "\n"), env.Live, digest[:], raw).Scan(&rc.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			rc.Duplicate = true
-			if err := tx.QueryRow(`SELECT id FROM inbox WHERE digest = ?`, digest[:]).Scan(&rc.ID); err != nil {
+			if err := tx.Stmt(s.sql.inboxByDigest).QueryRow(digest[:]).Scan(&rc.ID); err != nil {
 				return fmt.Errorf("find duplicate: %w", err)
 			}
 		} else if err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}
-		_, err = tx.Exec(`INSERT INTO intake (path, last_ok, accepted) VALUES (?, ?, 1)
-			ON CONFLICT (path) DO UPDATE SET last_ok = excluded.last_ok, accepted = accepted + 1`,
-			env.Path, env.Received.Unix())
+		_, err = tx.Stmt(s.sql.intakeOK).Exec(env.Path, env.Received.Unix())
 		return err
 	})
 	if err != nil {
@@ -66,9 +62,7 @@ func (s *Store) RecordIntakeError(path string, cause error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		err := s.write(ctx, func(tx *sql.Tx) error {
-			_, err := tx.Exec(`INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?)
-				ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`,
-				path, cause.Error(), now)
+			_, err := tx.Exec(sqlIntakeError, path, cause.Error(), now)
 			return err
 		})
 		if err != nil && !errors.Is(err, ErrClosed) {
@@ -80,8 +74,7 @@ func (s *Store) RecordIntakeError(path string, cause error) {
 // RecordListen notes the address an intake path listens on, for `status`.
 func (s *Store) RecordListen(ctx context.Context, path, addr string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO intake (path, listen) VALUES (?, ?)
-			ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`, path, addr)
+		_, err := tx.Exec(sqlIntakeListen, path, addr)
 		return err
 	})
 }

@@ -9,8 +9,17 @@ import (
 	"time"
 )
 
-// processBatch is how many accepted messages one filing transaction carries.
+// processBatch is how many accepted messages one filing transaction carries: small
+// enough that a filing transaction delays the accepts queued behind it by only a few ms.
 const processBatch = 256
+
+// While mail is arriving, the processor pauses between batches (yieldStep at a time, up
+// to maxYield): a sender waiting for 250 goes first, and the backlog is filed at full
+// speed as soon as arrivals pause. maxYield bounds the backlog under sustained load.
+const (
+	yieldStep = 20 * time.Millisecond
+	maxYield  = 500 * time.Millisecond
+)
 
 // pending is an accepted message waiting to be filed.
 type pending struct {
@@ -64,13 +73,29 @@ func (s *Store) ProcessPending(ctx context.Context) (int, error) {
 		}
 		total += len(batch)
 		after = batch[len(batch)-1].id
+		s.yieldToArrivals(ctx)
 	}
 	return total, ctx.Err()
 }
 
+// yieldToArrivals waits while messages keep arriving (each arrival wakes the processor).
+func (s *Store) yieldToArrivals(ctx context.Context) {
+	for waited := time.Duration(0); waited < maxYield; waited += yieldStep {
+		select {
+		case <-s.wake:
+		default:
+			return // nothing arrived since the last batch
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(yieldStep):
+		}
+	}
+}
+
 func (s *Store) loadPending(ctx context.Context, after int64, limit int) ([]*pending, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT id, received, path, mail_from, rcpt_to, live, raw
-		FROM inbox WHERE processed = 0 AND id > ? ORDER BY id LIMIT ?`, after, limit)
+	rows, err := s.rdb.QueryContext(ctx, sqlLoadPending, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("load accepted mail: %w", err)
 	}
@@ -114,7 +139,7 @@ func (s *Store) fileAll(tx *sql.Tx, batch []*pending) error {
 // accepted row processed, all in the caller's transaction.
 func (s *Store) file(tx *sql.Tx, m *pending) error {
 	var processed bool
-	if err := tx.QueryRow(`SELECT processed FROM inbox WHERE id = ?`, m.id).Scan(&processed); err != nil {
+	if err := tx.Stmt(s.sql.inboxProcessed).QueryRow(m.id).Scan(&processed); err != nil {
 		return err
 	}
 	if processed {
@@ -135,19 +160,15 @@ func (s *Store) file(tx *sql.Tx, m *pending) error {
 		if err != nil {
 			return err
 		}
-	} else if _, err := tx.Exec(`UPDATE tickets SET updated = ?, status = CASE WHEN status IN ('pending','resolved') THEN 'open' ELSE status END WHERE id = ?`,
-		m.received.Unix(), ticket); err != nil {
+	} else if _, err := tx.Stmt(s.sql.customerReplied).Exec(m.received.Unix(), ticket); err != nil {
 		return err
 	}
 	flags := r.flags
 	if p.Malformed {
 		flags = append(flags, "malformed")
 	}
-	res, err := tx.Exec(`INSERT INTO messages (ticket_id, inbox_id, direction, kind, message_id, from_addr,
-		to_addrs, cc_addrs, subject, date, text, body, attachments, matched_by, flags, notes, malformed)
-		VALUES (?, ?, 'in', 'customer', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		ticket, m.id, p.MessageID, p.From, jsonList(p.To), jsonList(p.Cc), p.Subject, date.Unix(),
-		p.Body, p.Body, jsonValue(p.Attachments), r.matchedBy, jsonList(flags), jsonList(p.Notes), p.Malformed)
+	res, err := tx.Stmt(s.sql.insertMessage).Exec(ticket, m.id, p.MessageID, p.From, jsonList(p.To), jsonList(p.Cc), p.Subject, date.Unix(),
+		nil, p.Body, jsonValue(p.Attachments), r.matchedBy, jsonList(flags), jsonList(p.Notes), p.Malformed)
 	if err != nil {
 		return err
 	}
@@ -155,12 +176,13 @@ func (s *Store) file(tx *sql.Tx, m *pending) error {
 	if err != nil {
 		return err
 	}
+	insertRef := tx.Stmt(s.sql.insertRef)
 	for _, ref := range referencesOf(p) {
-		if _, err := tx.Exec(`INSERT INTO refs (message_row, ref) VALUES (?, ?)`, row, ref); err != nil {
+		if _, err := insertRef.Exec(row, ref); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.Exec(`UPDATE inbox SET processed = 1 WHERE id = ?`, m.id); err != nil {
+	if _, err := tx.Stmt(s.sql.markProcessed).Exec(m.id); err != nil {
 		return err
 	}
 	s.log.Info("message filed", "ticket", ticket, "inbox", m.id, "matched_by", r.matchedBy,
@@ -179,8 +201,7 @@ func (s *Store) openTicket(tx *sql.Tx, m *pending, date time.Time) (int64, error
 		customer = m.mailFrom
 	}
 	now := m.received.Unix()
-	res, err := tx.Exec(`INSERT INTO tickets (subject, status, queue, category, customer, created, updated)
-		VALUES (?, 'open', ?, ?, ?, ?, ?)`, subject, s.queueFor(m), "other", customer, now, now)
+	res, err := tx.Stmt(s.sql.insertTicket).Exec(subject, s.queueFor(m), "other", customer, now, now)
 	if err != nil {
 		return 0, err
 	}

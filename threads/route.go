@@ -18,7 +18,7 @@ type routing struct {
 func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 	p := m.parsed
 	if p.MessageID != "" {
-		t, err := ticketOfMessageID(tx, p.MessageID)
+		t, err := s.ticketOfMessageID(tx, p.MessageID)
 		if err != nil {
 			return routing{}, err
 		}
@@ -27,7 +27,7 @@ func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 		}
 	}
 	for _, id := range newestFirst(p) {
-		t, err := ticketOfMessageID(tx, id)
+		t, err := s.ticketOfMessageID(tx, id)
 		if err != nil {
 			return routing{}, err
 		}
@@ -36,7 +36,7 @@ func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 		}
 	}
 	if p.MessageID != "" {
-		t, err := ticketReferencing(tx, p.MessageID)
+		t, err := s.ticketReferencing(tx, p.MessageID)
 		if err != nil {
 			return routing{}, err
 		}
@@ -67,19 +67,18 @@ func newestFirst(p *Parsed) []string {
 	return out
 }
 
-func ticketOfMessageID(tx *sql.Tx, id string) (int64, error) {
+func (s *Store) ticketOfMessageID(tx *sql.Tx, id string) (int64, error) {
 	var t int64
-	err := tx.QueryRow(`SELECT ticket_id FROM messages WHERE message_id = ? ORDER BY id LIMIT 1`, id).Scan(&t)
+	err := tx.Stmt(s.sql.ticketOfMessageID).QueryRow(id).Scan(&t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return t, err
 }
 
-func ticketReferencing(tx *sql.Tx, id string) (int64, error) {
+func (s *Store) ticketReferencing(tx *sql.Tx, id string) (int64, error) {
 	var t int64
-	err := tx.QueryRow(`SELECT m.ticket_id FROM refs r JOIN messages m ON m.id = r.message_row
-		WHERE r.ref = ? ORDER BY r.message_row LIMIT 1`, id).Scan(&t)
+	err := tx.Stmt(s.sql.ticketReferencing).QueryRow(id).Scan(&t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}

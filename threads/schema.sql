@@ -47,7 +47,7 @@ CREATE TABLE messages (
 	cc_addrs    TEXT    NOT NULL DEFAULT '[]',
 	subject     TEXT    NOT NULL DEFAULT '',
 	date        INTEGER NOT NULL,
-	text        TEXT    NOT NULL DEFAULT '',
+	text        TEXT,                         -- NULL: the same as body (stored once)
 	body        TEXT    NOT NULL DEFAULT '',
 	attachments TEXT    NOT NULL DEFAULT '[]',-- JSON [{name,type,size}]
 	matched_by  TEXT    NOT NULL DEFAULT '',  -- token, headers, subject, new
@@ -56,7 +56,7 @@ CREATE TABLE messages (
 	malformed   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX messages_ticket ON messages(ticket_id, id);
-CREATE INDEX messages_message_id ON messages(message_id) WHERE message_id <> '';
+CREATE INDEX messages_message_id ON messages(message_id);
 CREATE UNIQUE INDEX messages_inbox ON messages(inbox_id) WHERE inbox_id IS NOT NULL;
 CREATE INDEX messages_malformed ON messages(id) WHERE malformed = 1;
 

@@ -50,6 +50,8 @@ type Store struct {
 	wdb    *sql.DB // exactly one connection, owned by the writer goroutine
 	rdb    *sql.DB // read-only pool
 	writer *writer
+	sql    *prepared // hot-path statements on wdb
+	ckpt   *checkpointer
 	wake   chan struct{} // one slot: new mail was accepted, the processor should look
 }
 
@@ -82,6 +84,10 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		wdb.Close()
 		return nil, err
 	}
+	if s.sql, err = prepare(wdb); err != nil {
+		wdb.Close()
+		return nil, err
+	}
 	s.rdb, err = sql.Open("sqlite", dsn(path, true))
 	if err != nil {
 		wdb.Close()
@@ -89,6 +95,10 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	s.rdb.SetMaxOpenConns(8)
 	s.writer = startWriter(wdb, log)
+	if s.ckpt, err = startCheckpointer(path, log); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -106,6 +116,8 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
+		// Checkpoints run on their own connection (checkpoint.go), off the commit path.
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
@@ -153,7 +165,11 @@ func (s *Store) migrate() error {
 // Close stops the writer (after the writes already queued) and closes the database.
 func (s *Store) Close() error {
 	s.writer.stop()
-	return errors.Join(s.rdb.Close(), s.wdb.Close())
+	var ckErr error
+	if s.ckpt != nil {
+		ckErr = s.ckpt.stop()
+	}
+	return errors.Join(ckErr, s.rdb.Close(), s.wdb.Close())
 }
 
 // Path is the database file.

@@ -57,12 +57,9 @@ type TicketFilter struct {
 // ErrNoTicket is returned by Ticket for a number that does not exist.
 var ErrNoTicket = errors.New("no such ticket")
 
-const ticketColumns = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee,
-	(SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due`
-
 // Tickets lists tickets by number, ascending.
 func (s *Store) Tickets(ctx context.Context, f TicketFilter) ([]Ticket, error) {
-	q := `SELECT ` + ticketColumns + ` FROM tickets t WHERE 1=1`
+	q := `SELECT ` + sqlTicketColumns + ` FROM tickets t WHERE 1=1`
 	var args []any
 	if f.Status != "" {
 		q += ` AND t.status = ?`
@@ -94,7 +91,7 @@ func (s *Store) Tickets(ctx context.Context, f TicketFilter) ([]Ticket, error) {
 
 // Ticket returns one ticket with its messages, oldest first.
 func (s *Store) Ticket(ctx context.Context, id int64) (Ticket, error) {
-	t, err := scanTicket(s.rdb.QueryRowContext(ctx, `SELECT `+ticketColumns+` FROM tickets t WHERE t.id = ?`, id))
+	t, err := scanTicket(s.rdb.QueryRowContext(ctx, `SELECT `+sqlTicketColumns+` FROM tickets t WHERE t.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Ticket{}, fmt.Errorf("ticket #%d: %w", id, ErrNoTicket)
 	}
@@ -124,9 +121,7 @@ func scanTicket(r scanner) (Ticket, error) {
 func unixUTC(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
 
 func (s *Store) messages(ctx context.Context, ticket int64) ([]Message, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id,
-		subject, date, text, body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0)
-		FROM messages WHERE ticket_id = ? ORDER BY date, id`, ticket)
+	rows, err := s.rdb.QueryContext(ctx, sqlMessagesOfTicket, ticket)
 	if err != nil {
 		return nil, fmt.Errorf("messages of #%d: %w", ticket, err)
 	}
@@ -173,7 +168,7 @@ func (s *Store) Export(ctx context.Context, since time.Time, fn func(Ticket) err
 // RawMessage returns the bytes of an accepted message exactly as received.
 func (s *Store) RawMessage(ctx context.Context, inboxID int64) ([]byte, error) {
 	var raw []byte
-	err := s.rdb.QueryRowContext(ctx, `SELECT raw FROM inbox WHERE id = ?`, inboxID).Scan(&raw)
+	err := s.rdb.QueryRowContext(ctx, sqlRawMessage, inboxID).Scan(&raw)
 	if err != nil {
 		return nil, fmt.Errorf("raw message %d: %w", inboxID, err)
 	}
@@ -218,9 +213,9 @@ const maxMalformedListed = 20
 func (s *Store) Status(ctx context.Context) (Status, error) {
 	st := Status{Tickets: map[string]int{}, SchemaVer: schemaVersion, Database: s.path, StatusTime: time.Now().UTC()}
 	err := errors.Join(
-		s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM inbox`).Scan(&st.Accepted),
-		s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM inbox WHERE processed = 0`).Scan(&st.Unfiled),
-		s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE malformed = 1`).Scan(&st.MalformedCount),
+		s.rdb.QueryRowContext(ctx, sqlCountAccepted).Scan(&st.Accepted),
+		s.rdb.QueryRowContext(ctx, sqlCountUnprocessed).Scan(&st.Unfiled),
+		s.rdb.QueryRowContext(ctx, sqlCountMalformed).Scan(&st.MalformedCount),
 		s.intakeStatus(ctx, &st), s.ticketCounts(ctx, &st), s.malformedList(ctx, &st))
 	if err != nil {
 		return st, fmt.Errorf("status: %w", err)
@@ -229,7 +224,7 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 }
 
 func (s *Store) intakeStatus(ctx context.Context, st *Status) error {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`)
+	rows, err := s.rdb.QueryContext(ctx, sqlIntakeStatus)
 	if err != nil {
 		return err
 	}
@@ -256,7 +251,7 @@ func optTime(sec int64) *time.Time {
 }
 
 func (s *Store) ticketCounts(ctx context.Context, st *Status) error {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT status, count(*) FROM tickets GROUP BY status`)
+	rows, err := s.rdb.QueryContext(ctx, sqlTicketCounts)
 	if err != nil {
 		return err
 	}
@@ -273,8 +268,7 @@ func (s *Store) ticketCounts(ctx context.Context, st *Status) error {
 }
 
 func (s *Store) malformedList(ctx context.Context, st *Status) error {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes
-		FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`, maxMalformedListed)
+	rows, err := s.rdb.QueryContext(ctx, sqlMalformedList, maxMalformedListed)
 	if err != nil {
 		return err
 	}
@@ -297,6 +291,6 @@ func (s *Store) malformedList(ctx context.Context, st *Status) error {
 // MalformedCount is the number of messages flagged malformed.
 func (s *Store) MalformedCount(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE malformed = 1`).Scan(&n)
+	err := s.rdb.QueryRowContext(ctx, sqlCountMalformed).Scan(&n)
 	return n, err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -18,7 +19,15 @@ var serveCommand = command{
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		listen := fs.String("listen", "", "override [smtp] listen (host:port; port 0 picks one)")
 		lmtp := fs.String("lmtp", "", "override [smtp] lmtp (host:port or unix socket path)")
+		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for benchmarking)")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
+			if *cpuProfile != "" {
+				stop, err := startCPUProfile(*cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			if *listen != "" {
 				env.cfg.SMTP.Listen = *listen
 			}
@@ -71,6 +80,18 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	commits, ops := store.WriterStats()
 	env.log.Info("stopped", "commits", commits, "writes", ops)
 	return nil
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func exitOnSecondSignal(env *cmdEnv) {
