@@ -17,6 +17,7 @@ import (
 	_ "github.com/emersion/go-message/charset" // decode iso-8859-*, windows-125x, koi8-r, ... to UTF-8
 	gomail "github.com/emersion/go-message/mail"
 	"github.com/inbucket/html2text"
+	"golang.org/x/text/encoding/charmap"
 )
 
 // ParseLimits bound the work one message can cost, so that hostile mail (10,000 parts,
@@ -91,6 +92,10 @@ func Parse(raw []byte, lim ParseLimits) (p *Parsed) {
 	w := walker{p: p, lim: lim, deadline: time.Now().Add(lim.Budget)}
 	w.walk(ent, 0)
 	p.Body = w.body()
+	if p.Malformed && strings.TrimSpace(p.Body) == "" {
+		// Nothing decoded: show the undecoded body rather than nothing.
+		p.fallbackBody(raw, lim)
+	}
 	return p
 }
 
@@ -275,6 +280,7 @@ type walker struct {
 	parts    int
 	plain    []string
 	html     []string
+	named    string // first text/plain part with a file name: the body when nothing else is
 	textUsed int64
 	stopped  bool
 }
@@ -328,7 +334,7 @@ func (w *walker) leaf(e *message.Entity) {
 	disp, _, _ := e.Header.ContentDisposition()
 	name := partName(e.Header, params)
 	isText := mediaType == "text/plain" || mediaType == "text/html"
-	if isText && disp != "attachment" {
+	if isText && disp != "attachment" && name == "" {
 		text, err := w.readText(e.Body)
 		if err != nil {
 			w.p.note(fmt.Sprintf("%s part: %v", mediaType, err))
@@ -340,7 +346,15 @@ func (w *walker) leaf(e *message.Entity) {
 		}
 		return
 	}
-	n, err := io.Copy(io.Discard, e.Body)
+	var n int64
+	var err error
+	if mediaType == "text/plain" && disp != "attachment" && w.named == "" {
+		var text string
+		text, err = w.readText(e.Body)
+		w.named, n = text, int64(len(text))
+	} else {
+		n, err = io.Copy(io.Discard, e.Body)
+	}
 	if err != nil {
 		w.p.note(fmt.Sprintf("attachment %q: %v", name, err))
 	}
@@ -372,13 +386,27 @@ func (w *walker) readText(r io.Reader) (string, error) {
 		w.p.note("text truncated")
 		io.Copy(io.Discard, r)
 	}
+	if !utf8.Valid(b) {
+		// Unlabelled or mislabelled 8-bit text: windows-1252 is what such mail
+		// almost always is, and it maps every byte.
+		if dec, derr := charmap.Windows1252.NewDecoder().Bytes(b); derr == nil {
+			w.p.note("text was not valid in its declared charset; read as windows-1252")
+			b = dec
+		}
+	}
 	return cleanText(string(b)), err
 }
 
 // body prefers the text/plain parts; HTML-only mail is converted to readable text.
 func (w *walker) body() string {
 	plain := strings.Join(w.plain, "\n")
-	if strings.TrimSpace(plain) != "" || len(w.html) == 0 {
+	if strings.TrimSpace(plain) != "" {
+		return plain
+	}
+	if len(w.html) == 0 {
+		if strings.TrimSpace(w.named) != "" {
+			return w.named
+		}
 		return plain
 	}
 	text, err := html2text.FromString(strings.Join(w.html, "\n"))

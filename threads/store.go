@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
 )
@@ -32,6 +33,9 @@ type Config struct {
 	Name      string    // helpdesk name, also the subject tag
 	Addresses []Address // support addresses and the queue each feeds
 	Limits    ParseLimits
+	// MaxDBBytes caps the database file (0: no cap). At the cap, writes fail as on a full
+	// disk: new mail is answered 451 and stays with the sender; nothing is lost.
+	MaxDBBytes int64
 }
 
 // Address is one configured support address.
@@ -53,6 +57,9 @@ type Store struct {
 	sql    *prepared // hot-path statements on wdb
 	ckpt   *checkpointer
 	wake   chan struct{} // one slot: new mail was accepted, the processor should look
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // ErrClosed is returned by writes after Close.
@@ -68,7 +75,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, "replydesk.db")
-	wdb, err := sql.Open("sqlite", dsn(path, false))
+	wdb, err := sql.Open("sqlite", dsn(path, false)+maxPagesPragma(cfg.MaxDBBytes))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -122,6 +129,16 @@ func dsn(path string, readOnly bool) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
+// pageSize is SQLite's default page size, which replydesk does not change.
+const pageSize = 4096
+
+func maxPagesPragma(maxBytes int64) string {
+	if maxBytes <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("&_pragma=max_page_count(%d)", max(maxBytes/pageSize, 1))
+}
+
 func (s *Store) checkPragmas() error {
 	var mode string
 	if err := s.wdb.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
@@ -163,13 +180,17 @@ func (s *Store) migrate() error {
 }
 
 // Close stops the writer (after the writes already queued) and closes the database.
+// Close is idempotent.
 func (s *Store) Close() error {
-	s.writer.stop()
-	var ckErr error
-	if s.ckpt != nil {
-		ckErr = s.ckpt.stop()
-	}
-	return errors.Join(ckErr, s.rdb.Close(), s.wdb.Close())
+	s.closeOnce.Do(func() {
+		s.writer.stop()
+		var ckErr error
+		if s.ckpt != nil {
+			ckErr = s.ckpt.stop()
+		}
+		s.closeErr = errors.Join(ckErr, s.rdb.Close(), s.wdb.Close())
+	})
+	return s.closeErr
 }
 
 // Path is the database file.
