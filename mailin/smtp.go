@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -42,9 +43,10 @@ type Server struct {
 	ctx    context.Context // cancelled when shutdown gives up on in-flight sessions
 	cancel context.CancelFunc
 
-	servers   []*smtp.Server
-	listeners []*limitListener
-	inflight  sync.WaitGroup // Accept calls under way
+	servers      []*smtp.Server
+	listeners    []*limitListener
+	inflight     sync.WaitGroup // Accept calls under way
+	shuttingDown atomic.Bool
 }
 
 // NewServer checks cfg and loads the TLS certificate; Start opens the listeners.
@@ -123,6 +125,7 @@ func (s *Server) closeListeners() {
 // waits for any message already handed to the store. A client cut off before its reply
 // never got 250, so it retries: nothing acknowledged is lost.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shuttingDown.Store(true)
 	grace := s.cfg.ShutdownGrace
 	gctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
@@ -244,9 +247,15 @@ func (ss *session) remote() string {
 	return ""
 }
 
+// Reset runs after every transaction (go-smtp calls it once the DATA reply is written)
+// and on RSET. During shutdown it ends the session: its reply is out, nothing is pending.
 func (ss *session) Reset() {
 	ss.from, ss.rcpts = "", nil
 	ss.setBusy(false)
+	if ss.s.shuttingDown.Load() && ss.tc != nil {
+		// Not ss.conn.Close: go-smtp holds the connection's lock while calling Reset.
+		ss.tc.Close()
+	}
 }
 
 func (ss *session) Logout() error { return nil }
