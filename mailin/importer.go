@@ -161,7 +161,8 @@ func scanFile(path string, max int64) ([]ImportItem, error) {
 	return items, nil
 }
 
-// looksLikeMail: the first line is an mbox separator or a header field.
+// looksLikeMail: the first line is an mbox separator or a header field such as
+// "Received:" or "From:".
 func looksLikeMail(data []byte) bool {
 	line, _, _ := bytes.Cut(data, []byte("\n"))
 	if bytes.HasPrefix(line, []byte("From ")) {
@@ -172,8 +173,9 @@ func looksLikeMail(data []byte) bool {
 		return false
 	}
 	for _, c := range name {
-		if c < 33 || c > 126 {
-			return false
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !ok {
+			return false // real header names are words; this is JSON, a README, ...
 		}
 	}
 	return true

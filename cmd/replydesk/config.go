@@ -36,6 +36,7 @@ type helpdeskTable struct {
 	DefaultLanguage string `toml:"default_language"`
 	ReopenDays      int    `toml:"reopen_days"`
 	Operator        string `toml:"operator"`
+	MaxDBBytes      int64  `toml:"max_db_bytes"`
 }
 
 type addressTable struct {
@@ -232,6 +233,9 @@ func (c fileConfig) validate() []problem {
 	}
 	if h.ReopenDays < 0 {
 		add("helpdesk.reopen_days", "must not be negative")
+	}
+	if h.MaxDBBytes != 0 && h.MaxDBBytes < 1<<20 {
+		add("helpdesk.max_db_bytes", "must be 0 (no cap) or at least 1 MiB")
 	}
 	if h.Operator != "" && !validAddress(h.Operator) {
 		add("helpdesk.operator", "%q is not an email address", h.Operator)

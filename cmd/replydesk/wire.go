@@ -8,7 +8,7 @@ import (
 // The file's tables become each package's own config struct here, and only here.
 
 func (c fileConfig) threadsConfig() threads.Config {
-	tc := threads.Config{DataDir: c.Helpdesk.DataDir, Name: c.Helpdesk.Name}
+	tc := threads.Config{DataDir: c.Helpdesk.DataDir, Name: c.Helpdesk.Name, MaxDBBytes: c.Helpdesk.MaxDBBytes}
 	for _, a := range c.Address {
 		tc.Addresses = append(tc.Addresses, threads.Address{Email: a.Email, Queue: a.Queue, Category: a.Category})
 	}
