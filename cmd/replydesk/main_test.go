@@ -201,8 +201,17 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+func dialSMTP(addr string) (*smtp.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return smtp.NewClient(conn), nil
+}
+
 func sendMail(addr, from, raw string) error {
-	c, err := smtp.Dial(addr)
+	c, err := dialSMTP(addr)
 	if err != nil {
 		return err
 	}
