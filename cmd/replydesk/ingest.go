@@ -20,9 +20,11 @@ var ingestCommand = command{
 	usage:   "[FILE|DIR ...]",
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		notify := fs.Bool("notify", false, "answer imported messages like live mail (default: file them silently)")
+		sender := fs.String("sender", os.Getenv("SENDER"), "pipe: envelope sender (Postfix: ${sender}; default $SENDER)")
+		recipient := fs.String("recipient", os.Getenv("RECIPIENT"), "pipe: envelope recipient (Postfix: ${recipient}; default $RECIPIENT)")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
 			if len(args) == 0 {
-				return ingestPipe(ctx, env)
+				return ingestPipe(ctx, env, *sender, *recipient)
 			}
 			return ingestFiles(ctx, env, args, *notify)
 		}
@@ -31,7 +33,7 @@ var ingestCommand = command{
 
 // ingestPipe is the MTA pipe transport: exit 0 once the message is durable, 75 when the
 // MTA must retry, 65 when the message itself is refused (too large, empty).
-func ingestPipe(ctx context.Context, env *cmdEnv) error {
+func ingestPipe(ctx context.Context, env *cmdEnv, sender, recipient string) error {
 	raw, err := mailin.ReadMessage(env.stdin, env.cfg.SMTP.MaxMessageBytes)
 	if err != nil {
 		if errors.Is(err, mailin.ErrTooLarge) || errors.Is(err, mailin.ErrEmpty) {
@@ -46,7 +48,7 @@ func ingestPipe(ctx context.Context, env *cmdEnv) error {
 	defer store.Close()
 	env2 := mailin.Envelope{
 		Path: mailin.PathPipe, Received: time.Now(), Live: true,
-		MailFrom: os.Getenv("SENDER"), Rcpts: nonEmpty(os.Getenv("RECIPIENT")),
+		MailFrom: sender, Rcpts: nonEmpty(recipient),
 	}
 	rc, err := store.Accept(ctx, env2, raw)
 	if err != nil {
