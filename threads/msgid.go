@@ -26,7 +26,7 @@ func MsgIDList(v string) []string {
 		}
 	}
 	if len(ids) == 0 {
-		if f := strings.Fields(v); len(f) == 1 && validMsgID(f[0]) && strings.Contains(f[0], "@") {
+		if f := strings.Fields(v); len(f) == 1 && validMsgID(f[0]) && strings.Contains(f[0], "@") && !strings.ContainsAny(f[0], "<>") {
 			ids = append(ids, normalizeMsgID(f[0]))
 		}
 	}

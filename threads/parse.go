@@ -99,7 +99,9 @@ func Parse(raw []byte, lim ParseLimits) (p *Parsed) {
 	return p
 }
 
-func (p *Parsed) note(s string) { p.Notes = append(p.Notes, s) }
+// note records a parse problem; error texts may quote raw message bytes, so the note is
+// made valid, single-line UTF-8 first.
+func (p *Parsed) note(s string) { p.Notes = append(p.Notes, cleanLine(s, 500)) }
 
 func (p *Parsed) malformed(reason string) {
 	p.Malformed = true

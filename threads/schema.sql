@@ -1,4 +1,4 @@
--- replydesk store, schema version 1. Applied by migrate() in store.go inside one
+-- replydesk store, schema version 1 (schema2.sql and later files build on it). Applied by migrate() in store.go inside one
 -- transaction; PRAGMA user_version records the version. Times are UTC unix seconds.
 
 -- inbox: every accepted message, raw bytes exactly as received, plus its envelope.

@@ -19,13 +19,17 @@ import (
 
 // schemaVersion is the version schema.sql creates. A database with a newer version was
 // written by a newer replydesk and is refused; an older one is migrated at start-up.
-const schemaVersion = 1
+const schemaVersion = 2
 
-//go:embed schema.sql
-var schemaSQL string
+var (
+	//go:embed schema.sql
+	schemaV1 string
+	//go:embed schema2.sql
+	schemaV2 string
+)
 
 // migrations[v] upgrades a database from version v to v+1. Version 0 is an empty file.
-var migrations = []string{schemaSQL}
+var migrations = []string{schemaV1, schemaV2}
 
 // Config is what the store and the filing rules need to know.
 type Config struct {
