@@ -57,6 +57,13 @@ type Parsed struct {
 	Notes       []string
 	Malformed   bool
 	Header      gomail.Header // for the classifiers; empty when the header was unreadable
+
+	// Reports (bounces, read receipts): the top-level type, its report-type, the
+	// Message-ID of the message the report is about, and the recipients that failed.
+	MediaType        string
+	ReportType       string
+	ReportedID       string
+	FailedRecipients []string
 }
 
 // Attachment is one non-body part, listed; its bytes stay in the raw message.
@@ -89,6 +96,9 @@ func Parse(raw []byte, lim ParseLimits) (p *Parsed) {
 	}
 	p.Header = gomail.Header{Header: ent.Header}
 	p.readHeader()
+	if mt, params, err := ent.Header.ContentType(); err == nil {
+		p.MediaType, p.ReportType = mt, strings.ToLower(params["report-type"])
+	}
 	w := walker{p: p, lim: lim, deadline: time.Now().Add(lim.Budget)}
 	w.walk(ent, 0)
 	p.Body = w.body()
@@ -350,7 +360,9 @@ func (w *walker) leaf(e *message.Entity) {
 	}
 	var n int64
 	var err error
-	if mediaType == "text/plain" && disp != "attachment" && w.named == "" {
+	if isReportPart(mediaType) {
+		n, err = w.readReportPart(mediaType, e.Body)
+	} else if mediaType == "text/plain" && disp != "attachment" && w.named == "" {
 		var text string
 		text, err = w.readText(e.Body)
 		w.named, n = text, int64(len(text))
@@ -364,6 +376,63 @@ func (w *walker) leaf(e *message.Entity) {
 		name = "message.eml"
 	}
 	w.p.Attachments = append(w.p.Attachments, Attachment{Name: name, Type: mediaType, Size: n})
+}
+
+func isReportPart(mediaType string) bool {
+	switch mediaType {
+	case "message/delivery-status", "message/global-delivery-status", "message/rfc822",
+		"message/global", "text/rfc822-headers", "message/rfc822-headers", "message/global-headers":
+		return true
+	}
+	return false
+}
+
+// readReportPart reads what a bounce says: the failed recipients of a delivery-status
+// part, the Message-ID of the returned message or headers. It reads at most 64 KiB.
+func (w *walker) readReportPart(mediaType string, r io.Reader) (int64, error) {
+	head, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	rest, err2 := io.Copy(io.Discard, r)
+	n := int64(len(head)) + rest
+	if mediaType == "message/delivery-status" || mediaType == "message/global-delivery-status" {
+		w.p.FailedRecipients = append(w.p.FailedRecipients, failedRecipients(head)...)
+	} else if w.p.ReportedID == "" {
+		if h, herr := textprotoHeader(head); herr == nil {
+			w.p.ReportedID = MessageID(h.Get("Message-Id"))
+		}
+	}
+	return n, errors.Join(err, err2)
+}
+
+// failedRecipients reads the per-recipient blocks of a delivery-status body (RFC 3464)
+// and returns the recipients whose Action is "failed".
+func failedRecipients(status []byte) []string {
+	var out []string
+	blocks := strings.Split(strings.ReplaceAll(string(status), "\r\n", "\n"), "\n\n")
+	for _, b := range blocks {
+		h, err := textprotoHeader([]byte(b + "\n\n"))
+		if err != nil {
+			continue
+		}
+		if !strings.EqualFold(strings.TrimSpace(h.Get("Action")), "failed") {
+			continue
+		}
+		rcpt := h.Get("Final-Recipient")
+		if rcpt == "" {
+			rcpt = h.Get("Original-Recipient")
+		}
+		if _, addr, ok := strings.Cut(rcpt, ";"); ok {
+			out = append(out, normalizeAddress(strings.TrimSpace(addr)))
+		}
+	}
+	return out
+}
+
+func textprotoHeader(b []byte) (message.Header, error) {
+	e, err := message.Read(bytes.NewReader(b))
+	if e == nil {
+		return message.Header{}, err
+	}
+	return e.Header, nil
 }
 
 func partName(h message.Header, ctParams map[string]string) string {

@@ -3,6 +3,9 @@ package threads
 import (
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
 )
 
 // routing is where a message goes and why.
@@ -10,41 +13,156 @@ type routing struct {
 	ticket    int64  // 0: a new ticket
 	matchedBy string // token, headers, subject, new
 	flags     []string
+	notes     []string
+	follows   int64  // a new ticket that follows up this resolved one
+	agent     string // the agent, when an agent token and the From address agree
 }
 
-// route decides the ticket of a message (SPEC §3). This first cut knows the reply
-// headers: the same Message-ID stored before, then any In-Reply-To/References id we
-// stored (newest first), then stored messages that name this one (it arrived late).
+func (r *routing) note(format string, a ...any) { r.notes = append(r.notes, fmt.Sprintf(format, a...)) }
+
+// route decides the ticket of a message (SPEC §3): the first rule that matches wins —
+// reply token, reply headers, subject tag (only for people who take part), else new.
+// Where signals disagree, the winner is kept and the disagreement noted.
 func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 	p := m.parsed
 	if p.MessageID != "" {
+		// The same message again (a copy to another of our addresses): same ticket.
 		t, err := s.ticketOfMessageID(tx, p.MessageID)
-		if err != nil {
-			return routing{}, err
-		}
-		if t != 0 {
-			return routing{ticket: t, matchedBy: "headers", flags: []string{"duplicate"}}, nil
+		if err != nil || t != 0 {
+			return routing{ticket: t, matchedBy: "headers", flags: []string{"duplicate"}}, err
 		}
 	}
-	for _, id := range newestFirst(p) {
-		t, err := s.ticketOfMessageID(tx, id)
-		if err != nil {
-			return routing{}, err
+	var r routing
+	tokTicket, err := s.tokenTicket(tx, m, &r)
+	if err != nil {
+		return r, err
+	}
+	hdrTicket, err := s.headerTicket(tx, p)
+	if err != nil {
+		return r, err
+	}
+	switch {
+	case tokTicket != 0:
+		r.ticket, r.matchedBy = tokTicket, "token"
+		if hdrTicket != 0 && hdrTicket != tokTicket {
+			r.note("conflict: the reply token names #%d, the reply headers #%d; filed by the token", tokTicket, hdrTicket)
 		}
-		if t != 0 {
-			return routing{ticket: t, matchedBy: "headers"}, nil
+	case hdrTicket != 0:
+		r.ticket, r.matchedBy = hdrTicket, "headers"
+		if ok, err := s.takesPart(tx, hdrTicket, p.From); err != nil {
+			return r, err
+		} else if !ok {
+			r.note("conflict: %s does not take part in #%d but replied to its mail; filed by the reply headers", orUnknown(p.From), hdrTicket)
+		}
+	default:
+		if err := s.routeBySubject(tx, p, &r); err != nil {
+			return r, err
+		}
+	}
+	return r, s.applyReopenWindow(tx, m, &r)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown sender"
+	}
+	return s
+}
+
+// tokenTicket checks reply tokens in the recipient addresses, then in the body's
+// reference line; the first valid one naming an existing ticket wins.
+func (s *Store) tokenTicket(tx *sql.Tx, m *pending, r *routing) (int64, error) {
+	p := m.parsed
+	addrs := append(append(append([]string{}, m.rcpts...), p.To...), p.Cc...)
+	for _, cand := range TokenCandidates(addrs, p.Body) {
+		claim, err := s.tokens.Check(cand)
+		if errors.Is(err, ErrTokenSyntax) {
+			continue
+		}
+		if err != nil {
+			r.note("ignored a reply token with a bad signature (%s)", cand)
+			continue
+		}
+		exists, err := s.ticketExists(tx, claim.Ticket)
+		if err != nil {
+			return 0, err
+		}
+		if !exists {
+			r.note("ignored a reply token naming #%d, which does not exist", claim.Ticket)
+			continue
+		}
+		if claim.Agent != "" {
+			if agent := s.agentByHash(claim.Agent); agent != "" && strings.EqualFold(agent, p.From) {
+				r.agent = agent
+			} else {
+				r.flags = append(r.flags, "agent_unverified")
+				r.note("an agent reply token arrived from %s, who is not that agent: not treated as an agent's reply", orUnknown(p.From))
+			}
+		}
+		return claim.Ticket, nil
+	}
+	return 0, nil
+}
+
+// headerTicket finds the ticket of any message named in In-Reply-To/References (newest
+// first), or of a stored message that names this one (it arrived late).
+func (s *Store) headerTicket(tx *sql.Tx, p *Parsed) (int64, error) {
+	for _, id := range newestFirst(p) {
+		if t, err := s.ticketOfMessageID(tx, id); err != nil || t != 0 {
+			return t, err
 		}
 	}
 	if p.MessageID != "" {
-		t, err := s.ticketReferencing(tx, p.MessageID)
-		if err != nil {
-			return routing{}, err
-		}
-		if t != 0 {
-			return routing{ticket: t, matchedBy: "headers"}, nil
-		}
+		return s.ticketReferencing(tx, p.MessageID)
 	}
-	return routing{matchedBy: "new"}, nil
+	return 0, nil
+}
+
+// routeBySubject: "[<name> #<n>]" counts only for someone who takes part in ticket n; a
+// stranger quoting a ticket number gets a new ticket.
+func (s *Store) routeBySubject(tx *sql.Tx, p *Parsed, r *routing) error {
+	r.matchedBy = "new"
+	n, ok := s.subjectTag(p.Subject)
+	if !ok {
+		return nil
+	}
+	exists, err := s.ticketExists(tx, n)
+	if err != nil || !exists {
+		return err
+	}
+	part, err := s.takesPart(tx, n, p.From)
+	if err != nil {
+		return err
+	}
+	if part {
+		r.ticket, r.matchedBy = n, "subject"
+		return nil
+	}
+	r.note("conflict: the subject names #%d, but %s does not take part in it: opened a new ticket", n, orUnknown(p.From))
+	return nil
+}
+
+// applyReopenWindow: a reply to a ticket resolved more than reopen_days ago starts a new
+// ticket that names the old one.
+func (s *Store) applyReopenWindow(tx *sql.Tx, m *pending, r *routing) error {
+	if r.ticket == 0 {
+		return nil
+	}
+	var status string
+	var resolvedAt sql.NullInt64
+	if err := tx.Stmt(s.sql.ticketLifecycle).QueryRow(r.ticket).Scan(&status, &resolvedAt); err != nil {
+		return err
+	}
+	if status != "resolved" || !resolvedAt.Valid {
+		return nil
+	}
+	limit := time.Duration(s.cfg.ReopenDays) * 24 * time.Hour
+	if m.received.Sub(time.Unix(resolvedAt.Int64, 0)) <= limit {
+		return nil
+	}
+	r.note("follows up #%d, resolved more than %d days before", r.ticket, s.cfg.ReopenDays)
+	r.follows, r.ticket = r.ticket, 0
+	return nil
 }
 
 // newestFirst orders the ids a message names from the most recent: In-Reply-To, then
@@ -67,20 +185,55 @@ func newestFirst(p *Parsed) []string {
 	return out
 }
 
-func (s *Store) ticketOfMessageID(tx *sql.Tx, id string) (int64, error) {
+func scanTicketID(row *sql.Row) (int64, error) {
 	var t int64
-	err := tx.Stmt(s.sql.ticketOfMessageID).QueryRow(id).Scan(&t)
+	err := row.Scan(&t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return t, err
 }
 
+func (s *Store) ticketOfMessageID(tx *sql.Tx, id string) (int64, error) {
+	return scanTicketID(tx.Stmt(s.sql.ticketOfMessageID).QueryRow(id))
+}
+
 func (s *Store) ticketReferencing(tx *sql.Tx, id string) (int64, error) {
-	var t int64
-	err := tx.Stmt(s.sql.ticketReferencing).QueryRow(id).Scan(&t)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+	return scanTicketID(tx.Stmt(s.sql.ticketReferencing).QueryRow(id))
+}
+
+func (s *Store) ticketExists(tx *sql.Tx, id int64) (bool, error) {
+	t, err := scanTicketID(tx.Stmt(s.sql.ticketExists).QueryRow(id))
+	return t != 0, err
+}
+
+// takesPart: the address is a participant of the ticket, or one of our agents.
+func (s *Store) takesPart(tx *sql.Tx, ticket int64, addr string) (bool, error) {
+	addr = strings.ToLower(addr)
+	if addr == "" {
+		return false, nil
 	}
-	return t, err
+	if s.isAgent(addr) {
+		return true, nil
+	}
+	t, err := scanTicketID(tx.Stmt(s.sql.isParticipant).QueryRow(ticket, addr))
+	return t != 0, err
+}
+
+func (s *Store) isAgent(addr string) bool {
+	for _, a := range s.cfg.Agents {
+		if strings.EqualFold(a, addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) agentByHash(h string) string {
+	for _, a := range s.cfg.Agents {
+		if AgentHash(a) == h {
+			return a
+		}
+	}
+	return ""
 }

@@ -16,36 +16,54 @@ const (
 		ON CONFLICT (path) DO UPDATE SET last_ok = excluded.last_ok, accepted = accepted + 1`
 	sqlInboxProcessed = `SELECT processed FROM inbox WHERE id = ?`
 	sqlMarkProcessed  = `UPDATE inbox SET processed = 1 WHERE id = ?`
-	sqlInsertTicket   = `INSERT INTO tickets (subject, status, queue, category, customer, created, updated)
-		VALUES (?, 'open', ?, ?, ?, ?, ?)`
+	sqlInsertTicket   = `INSERT INTO tickets (subject, status, queue, category, customer, created, updated, due, follows)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlCustomerReplied = `UPDATE tickets SET updated = ?,
 		status = CASE WHEN status IN ('pending', 'resolved') THEN 'open' ELSE status END WHERE id = ?`
 	sqlInsertMessage = `INSERT INTO messages (ticket_id, inbox_id, direction, kind, message_id, from_addr,
 		to_addrs, cc_addrs, subject, date, text, body, attachments, matched_by, flags, notes, malformed)
-		VALUES (?, ?, 'in', 'customer', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlInsertRef         = `INSERT INTO refs (message_row, ref) VALUES (?, ?)`
-	sqlTicketOfMessageID = `SELECT ticket_id FROM messages WHERE message_id = ? ORDER BY id LIMIT 1`
-	sqlTicketReferencing = `SELECT m.ticket_id FROM refs r JOIN messages m ON m.id = r.message_row WHERE r.ref = ? ORDER BY r.message_row LIMIT 1`
-	sqlLoadPending       = `SELECT id, received, path, mail_from, rcpt_to, live, raw FROM inbox WHERE processed = 0 AND id > ? ORDER BY id LIMIT ?`
-	sqlIntakeError       = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
-	sqlIntakeListen      = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
-	sqlCountMalformed    = `SELECT count(*) FROM messages WHERE malformed = 1`
-	sqlCountAccepted     = `SELECT count(*) FROM inbox`
-	sqlCountUnprocessed  = `SELECT count(*) FROM inbox WHERE processed = 0`
-	sqlRawMessage        = `SELECT raw FROM inbox WHERE id = ?`
-	sqlIntakeStatus      = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
-	sqlTicketCounts      = `SELECT status, count(*) FROM tickets GROUP BY status`
-	sqlMalformedList     = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
-	sqlTicketColumns     = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due`
-	sqlMessagesOfTicket  = `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id, subject, date, coalesce(text, body), body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0) FROM messages WHERE ticket_id = ? ORDER BY date, id`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlTouchTicket  = `UPDATE tickets SET updated = ? WHERE id = ?`
+	sqlAgentReplied = `UPDATE tickets SET updated = ?1,
+		status = CASE WHEN status = 'suspended' THEN status ELSE 'pending' END,
+		first_response = coalesce(first_response, ?1),
+		assignee = CASE WHEN assignee = '' THEN ?2 ELSE assignee END WHERE id = ?3`
+	sqlTicketLifecycle     = `SELECT status, resolved_at FROM tickets WHERE id = ?`
+	sqlTicketExists        = `SELECT id FROM tickets WHERE id = ?`
+	sqlIsParticipant       = `SELECT ticket_id FROM participants WHERE ticket_id = ? AND address = ?`
+	sqlAddParticipant      = `INSERT INTO participants (ticket_id, address, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
+	sqlAddEvent            = `INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)`
+	sqlOutboundByMessageID = `SELECT id, ticket_id, to_addrs FROM messages WHERE message_id = ? AND direction = 'out' ORDER BY id LIMIT 1`
+	sqlMarkOutboundFailed  = `UPDATE messages SET delivery_status = 'failed', delivery_error = ? WHERE id = ?`
+	sqlAddBouncing         = `INSERT INTO bouncing (address, since, reason) VALUES (?, ?, ?) ON CONFLICT (address) DO UPDATE SET since = excluded.since, reason = excluded.reason`
+	sqlClearBouncing       = `DELETE FROM bouncing WHERE address = ?`
+	sqlInsertRef           = `INSERT INTO refs (message_row, ref) VALUES (?, ?)`
+	sqlTicketOfMessageID   = `SELECT ticket_id FROM messages WHERE message_id = ? ORDER BY id LIMIT 1`
+	sqlTicketReferencing   = `SELECT m.ticket_id FROM refs r JOIN messages m ON m.id = r.message_row WHERE r.ref = ? ORDER BY r.message_row LIMIT 1`
+	sqlLoadPending         = `SELECT id, received, path, mail_from, rcpt_to, live, raw FROM inbox WHERE processed = 0 AND id > ? ORDER BY id LIMIT ?`
+	sqlIntakeError         = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
+	sqlIntakeListen        = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
+	sqlCountMalformed      = `SELECT count(*) FROM messages WHERE malformed = 1`
+	sqlCountAccepted       = `SELECT count(*) FROM inbox`
+	sqlCountUnprocessed    = `SELECT count(*) FROM inbox WHERE processed = 0`
+	sqlRawMessage          = `SELECT raw FROM inbox WHERE id = ?`
+	sqlIntakeStatus        = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
+	sqlTicketCounts        = `SELECT status, count(*) FROM tickets GROUP BY status`
+	sqlMalformedList       = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
+	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due`
+	sqlMessagesOfTicket    = `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id, subject, date, coalesce(text, body), body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0) FROM messages WHERE ticket_id = ? ORDER BY date, id`
 )
 
 // prepared holds the hot-path statements, prepared on the writer connection.
 type prepared struct {
-	insertInbox, inboxByDigest, intakeOK                    *sql.Stmt
-	inboxProcessed, markProcessed                           *sql.Stmt
-	insertTicket, customerReplied, insertMessage, insertRef *sql.Stmt
-	ticketOfMessageID, ticketReferencing                    *sql.Stmt
+	insertInbox, inboxByDigest, intakeOK                     *sql.Stmt
+	inboxProcessed, markProcessed                            *sql.Stmt
+	insertTicket, customerReplied, insertMessage, insertRef  *sql.Stmt
+	ticketOfMessageID, ticketReferencing                     *sql.Stmt
+	touchTicket, agentReplied, ticketLifecycle, ticketExists *sql.Stmt
+	isParticipant, addParticipant, addEvent                  *sql.Stmt
+	outboundByMessageID, markOutboundFailed                  *sql.Stmt
+	addBouncing, clearBouncing                               *sql.Stmt
 }
 
 func prepare(db *sql.DB) (*prepared, error) {
@@ -59,6 +77,11 @@ func prepare(db *sql.DB) (*prepared, error) {
 		{&p.insertTicket, sqlInsertTicket}, {&p.customerReplied, sqlCustomerReplied},
 		{&p.insertMessage, sqlInsertMessage}, {&p.insertRef, sqlInsertRef},
 		{&p.ticketOfMessageID, sqlTicketOfMessageID}, {&p.ticketReferencing, sqlTicketReferencing},
+		{&p.touchTicket, sqlTouchTicket}, {&p.agentReplied, sqlAgentReplied},
+		{&p.ticketLifecycle, sqlTicketLifecycle}, {&p.ticketExists, sqlTicketExists},
+		{&p.isParticipant, sqlIsParticipant}, {&p.addParticipant, sqlAddParticipant}, {&p.addEvent, sqlAddEvent},
+		{&p.outboundByMessageID, sqlOutboundByMessageID}, {&p.markOutboundFailed, sqlMarkOutboundFailed},
+		{&p.addBouncing, sqlAddBouncing}, {&p.clearBouncing, sqlClearBouncing},
 	} {
 		st, err := db.Prepare(s.sql)
 		if err != nil {

@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
 )
@@ -40,6 +42,11 @@ type Config struct {
 	// MaxDBBytes caps the database file (0: no cap). At the cap, writes fail as on a full
 	// disk: new mail is answered 451 and stays with the sender; nothing is lost.
 	MaxDBBytes int64
+	// Secret signs reply tokens; when empty, LoadOrCreateSecret's key in DataDir is used.
+	Secret     []byte
+	Agents     []string                 // agent addresses
+	ReopenDays int                      // a reply to a ticket resolved longer ago opens a new one
+	SLA        map[string]time.Duration // first-response target per category (DefaultSLA fills gaps)
 }
 
 // Address is one configured support address.
@@ -57,6 +64,8 @@ type Store struct {
 	path   string
 	wdb    *sql.DB // exactly one connection, owned by the writer goroutine
 	rdb    *sql.DB // read-only pool
+	tokens *Tokens
+	tagRe  *regexp.Regexp // "[<name> #<n>]"
 	writer *writer
 	sql    *prepared // hot-path statements on wdb
 	ckpt   *checkpointer
@@ -75,6 +84,16 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if cfg.Limits == (ParseLimits{}) {
 		cfg.Limits = DefaultParseLimits()
 	}
+	if cfg.Name == "" {
+		cfg.Name = "Support"
+	}
+	if len(cfg.Secret) == 0 {
+		key, err := LoadOrCreateSecret(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Secret = key
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -86,7 +105,9 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
-	s := &Store{cfg: cfg, log: log, path: path, wdb: wdb, wake: make(chan struct{}, 1)}
+	s := &Store{cfg: cfg, log: log, path: path, wdb: wdb, wake: make(chan struct{}, 1),
+		tokens: NewTokens(cfg.Secret),
+		tagRe:  regexp.MustCompile(`(?i)\[` + regexp.QuoteMeta(cfg.Name) + `\s+#([0-9]{1,18})\]`)}
 	if err := s.checkPragmas(); err != nil {
 		wdb.Close()
 		return nil, err
@@ -196,6 +217,9 @@ func (s *Store) Close() error {
 	})
 	return s.closeErr
 }
+
+// Tokens signs and checks this helpdesk's reply tokens.
+func (s *Store) Tokens() *Tokens { return s.tokens }
 
 // Path is the database file.
 func (s *Store) Path() string { return s.path }

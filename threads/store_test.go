@@ -39,7 +39,7 @@ func accept(t testing.TB, s *Store, raw string, rcpts ...string) mailin.Receipt 
 	if len(rcpts) == 0 {
 		rcpts = []string{"support@example.test"}
 	}
-	rc, err := s.Accept(context.Background(), mailin.Envelope{Path: mailin.PathSMTP, Rcpts: rcpts, Live: true}, []byte(raw))
+	rc, err := s.Accept(context.Background(), mailin.Envelope{Path: mailin.PathSMTP, MailFrom: "alice@example.com", Rcpts: rcpts, Live: true}, []byte(raw))
 	if err != nil {
 		t.Fatalf("accept: %v", err)
 	}
