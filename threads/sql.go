@@ -37,6 +37,11 @@ const (
 	sqlMarkOutboundFailed  = `UPDATE messages SET delivery_status = 'failed', delivery_error = ? WHERE id = ?`
 	sqlAddBouncing         = `INSERT INTO bouncing (address, since, reason) VALUES (?, ?, ?) ON CONFLICT (address) DO UPDATE SET since = excluded.since, reason = excluded.reason`
 	sqlClearBouncing       = `DELETE FROM bouncing WHERE address = ?`
+	sqlSetResolvedAt       = `UPDATE tickets SET resolved_at = ? WHERE id = ?`
+	sqlParticipants        = `SELECT address, role FROM participants WHERE ticket_id = ? ORDER BY CASE role WHEN 'customer' THEN 0 WHEN 'cc' THEN 1 ELSE 2 END, address`
+	sqlEvents              = `SELECT at, actor, kind, detail FROM events WHERE ticket_id = ? ORDER BY id`
+	sqlOverdueTickets      = `SELECT t.id FROM tickets t WHERE t.status = 'open' AND t.first_response IS NULL AND t.due < ? ORDER BY t.id`
+	sqlCountBouncing       = `SELECT count(*) FROM bouncing`
 	sqlInsertRef           = `INSERT INTO refs (message_row, ref) VALUES (?, ?)`
 	sqlTicketOfMessageID   = `SELECT ticket_id FROM messages WHERE message_id = ? ORDER BY id LIMIT 1`
 	sqlTicketReferencing   = `SELECT m.ticket_id FROM refs r JOIN messages m ON m.id = r.message_row WHERE r.ref = ? ORDER BY r.message_row LIMIT 1`
@@ -50,7 +55,7 @@ const (
 	sqlIntakeStatus        = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
 	sqlTicketCounts        = `SELECT status, count(*) FROM tickets GROUP BY status`
 	sqlMalformedList       = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
-	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due`
+	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows`
 	sqlMessagesOfTicket    = `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id, subject, date, coalesce(text, body), body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0) FROM messages WHERE ticket_id = ? ORDER BY date, id`
 )
 

@@ -25,7 +25,26 @@ type Ticket struct {
 	Created      time.Time  `json:"created"`
 	Updated      time.Time  `json:"updated"`
 	Due          *time.Time `json:"due"`
-	Messages     []Message  `json:"messages,omitempty"`
+	Follows      *int64     `json:"follows,omitempty"` // the resolved ticket this one follows up
+
+	// In `show` and `export` only.
+	Participants []Participant `json:"participants,omitempty"`
+	Messages     []Message     `json:"messages,omitempty"`
+	History      []Event       `json:"history,omitempty"`
+}
+
+// Participant is someone who takes part in a ticket.
+type Participant struct {
+	Address string `json:"address"`
+	Role    string `json:"role"` // customer, cc, agent
+}
+
+// Event is one entry of a ticket's history.
+type Event struct {
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
+	Kind   string    `json:"kind"`
+	Detail string    `json:"detail,omitempty"`
 }
 
 // Message is one message of a ticket, in or out.
@@ -49,9 +68,10 @@ type Message struct {
 
 // TicketFilter narrows `tickets`.
 type TicketFilter struct {
-	Status string
-	Queue  string
-	Since  time.Time // updated at or after
+	Status  string
+	Queue   string
+	Since   time.Time // updated at or after
+	Overdue bool      // open, no first response, past the due time
 }
 
 // ErrNoTicket is returned by Ticket for a number that does not exist.
@@ -68,6 +88,10 @@ func (s *Store) Tickets(ctx context.Context, f TicketFilter) ([]Ticket, error) {
 	if f.Queue != "" {
 		q += ` AND t.queue = ?`
 		args = append(args, f.Queue)
+	}
+	if f.Overdue {
+		q += ` AND t.status = 'open' AND t.first_response IS NULL AND t.due < ?`
+		args = append(args, time.Now().Unix())
 	}
 	if !f.Since.IsZero() {
 		q += ` AND t.updated >= ?`
@@ -98,8 +122,50 @@ func (s *Store) Ticket(ctx context.Context, id int64) (Ticket, error) {
 	if err != nil {
 		return Ticket{}, fmt.Errorf("ticket #%d: %w", id, err)
 	}
-	t.Messages, err = s.messages(ctx, id)
+	if t.Messages, err = s.messages(ctx, id); err != nil {
+		return t, err
+	}
+	if t.Participants, err = s.participants(ctx, id); err != nil {
+		return t, err
+	}
+	t.History, err = s.history(ctx, id)
 	return t, err
+}
+
+func (s *Store) participants(ctx context.Context, ticket int64) ([]Participant, error) {
+	rows, err := s.rdb.QueryContext(ctx, sqlParticipants, ticket)
+	if err != nil {
+		return nil, fmt.Errorf("participants of #%d: %w", ticket, err)
+	}
+	defer rows.Close()
+	out := []Participant{}
+	for rows.Next() {
+		var p Participant
+		if err := rows.Scan(&p.Address, &p.Role); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) history(ctx context.Context, ticket int64) ([]Event, error) {
+	rows, err := s.rdb.QueryContext(ctx, sqlEvents, ticket)
+	if err != nil {
+		return nil, fmt.Errorf("history of #%d: %w", ticket, err)
+	}
+	defer rows.Close()
+	out := []Event{}
+	for rows.Next() {
+		var e Event
+		var at int64
+		if err := rows.Scan(&at, &e.Actor, &e.Kind, &e.Detail); err != nil {
+			return nil, err
+		}
+		e.At = unixUTC(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }
 
 type scanner interface{ Scan(...any) error }
@@ -107,9 +173,12 @@ type scanner interface{ Scan(...any) error }
 func scanTicket(r scanner) (Ticket, error) {
 	var t Ticket
 	var created, updated int64
-	var due sql.NullInt64
+	var due, follows sql.NullInt64
 	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category, &t.Priority, &t.Customer,
-		&t.Assignee, &t.MessageCount, &created, &updated, &due)
+		&t.Assignee, &t.MessageCount, &created, &updated, &due, &follows)
+	if follows.Valid {
+		t.Follows = &follows.Int64
+	}
 	t.Created, t.Updated = unixUTC(created), unixUTC(updated)
 	if due.Valid {
 		d := unixUTC(due.Int64)
@@ -181,6 +250,8 @@ type Status struct {
 	Accepted       int64          `json:"accepted"`    // messages stored
 	Unfiled        int64          `json:"unprocessed"` // accepted, not yet filed into a ticket
 	MalformedCount int64          `json:"malformed_count"`
+	Overdue        []int64        `json:"overdue"`  // open tickets past their first-response due time
+	Bouncing       int64          `json:"bouncing"` // addresses that get no auto-replies until they write
 	Malformed      []Malformed    `json:"malformed"`
 	Tickets        map[string]int `json:"tickets"` // count by status
 	SchemaVer      int            `json:"schema_version"`
@@ -216,11 +287,30 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 		s.rdb.QueryRowContext(ctx, sqlCountAccepted).Scan(&st.Accepted),
 		s.rdb.QueryRowContext(ctx, sqlCountUnprocessed).Scan(&st.Unfiled),
 		s.rdb.QueryRowContext(ctx, sqlCountMalformed).Scan(&st.MalformedCount),
+		s.rdb.QueryRowContext(ctx, sqlCountBouncing).Scan(&st.Bouncing),
+		s.overdue(ctx, &st),
 		s.intakeStatus(ctx, &st), s.ticketCounts(ctx, &st), s.malformedList(ctx, &st))
 	if err != nil {
 		return st, fmt.Errorf("status: %w", err)
 	}
 	return st, nil
+}
+
+func (s *Store) overdue(ctx context.Context, st *Status) error {
+	rows, err := s.rdb.QueryContext(ctx, sqlOverdueTickets, time.Now().Unix())
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	st.Overdue = []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		st.Overdue = append(st.Overdue, id)
+	}
+	return rows.Err()
 }
 
 func (s *Store) intakeStatus(ctx context.Context, st *Status) error {

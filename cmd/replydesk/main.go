@@ -50,6 +50,7 @@ var commands = map[string]command{
 	"export":       exportCommand,
 	"status":       statusCommand,
 	"check-config": checkConfigCommand,
+	"set":          setCommand,
 }
 
 func main() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -41,9 +42,23 @@ var statusCommand = command{
 			}
 			fmt.Fprintf(w, "tickets: %d open, %d pending, %d resolved, %d suspended\n",
 				st.Tickets["open"], st.Tickets["pending"], st.Tickets["resolved"], st.Tickets["suspended"])
+			fmt.Fprintf(w, "overdue (no first response by the SLA due time): %d %s\n", len(st.Overdue), ticketList(st.Overdue))
+			fmt.Fprintf(w, "bouncing addresses (no auto-replies until they write): %d\n", st.Bouncing)
 			return nil
 		}
 	},
+}
+
+func ticketList(ids []int64) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i == 20 {
+			fmt.Fprintf(&b, " …")
+			break
+		}
+		fmt.Fprintf(&b, " #%d", id)
+	}
+	return b.String()
 }
 
 func orDash(s string) string {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +19,7 @@ var ticketsCommand = command{
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		status := fs.String("status", "", "only tickets with this status (open, pending, resolved, suspended)")
 		queue := fs.String("queue", "", "only tickets of this queue")
+		overdue := fs.Bool("overdue", false, "only open tickets past their first-response due time")
 		asJSON := fs.Bool("json", false, "print a JSON array")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
 			store, err := openStore(env)
@@ -27,7 +27,7 @@ var ticketsCommand = command{
 				return err
 			}
 			defer store.Close()
-			list, err := store.Tickets(ctx, threads.TicketFilter{Status: *status, Queue: *queue})
+			list, err := store.Tickets(ctx, threads.TicketFilter{Status: *status, Queue: *queue, Overdue: *overdue})
 			if err != nil {
 				return err
 			}
@@ -35,10 +35,14 @@ var ticketsCommand = command{
 				return printJSON(env.stdout, list)
 			}
 			tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "#\tSTATUS\tQUEUE\tCATEGORY\tMSGS\tUPDATED\tCUSTOMER\tSUBJECT")
+			fmt.Fprintln(tw, "#\tSTATUS\tQUEUE\tCATEGORY\tMSGS\tUPDATED\tDUE\tCUSTOMER\tSUBJECT")
 			for _, t := range list {
-				fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Status, t.Queue, t.Category,
-					t.MessageCount, t.Updated.Format("2006-01-02 15:04"), t.Customer, ellipsis(t.Subject, 60))
+				due := "-"
+				if t.Due != nil {
+					due = t.Due.Format("2006-01-02 15:04")
+				}
+				fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.Queue, t.Category,
+					t.MessageCount, t.Updated.Format("2006-01-02 15:04"), due, t.Customer, ellipsis(t.Subject, 60))
 			}
 			return tw.Flush()
 		}
@@ -54,9 +58,9 @@ var showCommand = command{
 			if len(args) != 1 {
 				return errors.New("usage: replydesk show N")
 			}
-			n, err := strconv.ParseInt(strings.TrimPrefix(args[0], "#"), 10, 64)
-			if err != nil || n < 1 {
-				return fmt.Errorf("%q is not a ticket number", args[0])
+			n, err := ticketNumber(args[0])
+			if err != nil {
+				return err
 			}
 			store, err := openStore(env)
 			if err != nil {
@@ -120,7 +124,17 @@ func printTicket(w io.Writer, t threads.Ticket) {
 	if t.Assignee != "" {
 		fmt.Fprintf(w, " · assignee %s", t.Assignee)
 	}
-	fmt.Fprintf(w, "\ncreated %s · updated %s\n", t.Created.Format(time.RFC3339), t.Updated.Format(time.RFC3339))
+	fmt.Fprintf(w, "\ncreated %s · updated %s", t.Created.Format(time.RFC3339), t.Updated.Format(time.RFC3339))
+	if t.Due != nil {
+		fmt.Fprintf(w, " · first response due %s", t.Due.Format(time.RFC3339))
+	}
+	if t.Follows != nil {
+		fmt.Fprintf(w, "\nfollows up #%d", *t.Follows)
+	}
+	fmt.Fprintln(w)
+	for _, p := range t.Participants {
+		fmt.Fprintf(w, "participant: %s (%s)\n", p.Address, p.Role)
+	}
 	for _, m := range t.Messages {
 		fmt.Fprintf(w, "\n--- %s %s from %s, %s (matched by %s)\n", m.Direction, m.Kind, m.From, m.Date.Format(time.RFC3339), m.MatchedBy)
 		if len(m.Flags) > 0 {
@@ -133,6 +147,12 @@ func printTicket(w io.Writer, t threads.Ticket) {
 			fmt.Fprintf(w, "attachment: %s (%s, %d bytes)\n", a.Name, a.Type, a.Size)
 		}
 		fmt.Fprintf(w, "\n%s\n", strings.TrimRight(m.Text, "\n"))
+	}
+	if len(t.History) > 0 {
+		fmt.Fprintln(w, "\nhistory:")
+		for _, e := range t.History {
+			fmt.Fprintf(w, "  %s  %-15s %s %s\n", e.At.Format(time.RFC3339), e.Kind, e.Actor, e.Detail)
+		}
 	}
 }
 

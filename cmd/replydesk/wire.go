@@ -1,18 +1,45 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
 	"github.com/replydesk/replydesk/mailin"
 	"github.com/replydesk/replydesk/threads"
 )
 
 // The file's tables become each package's own config struct here, and only here.
 
-func (c fileConfig) threadsConfig() threads.Config {
-	tc := threads.Config{DataDir: c.Helpdesk.DataDir, Name: c.Helpdesk.Name, MaxDBBytes: c.Helpdesk.MaxDBBytes}
+func (c fileConfig) threadsConfig() (threads.Config, error) {
+	h := c.Helpdesk
+	tc := threads.Config{
+		DataDir: h.DataDir, Name: h.Name, MaxDBBytes: h.MaxDBBytes, ReopenDays: h.ReopenDays,
+		SLA: map[string]time.Duration{},
+	}
+	switch {
+	case h.Secret != "":
+		tc.Secret = []byte(h.Secret)
+	case h.SecretFile != "":
+		b, err := os.ReadFile(h.SecretFile)
+		if err != nil {
+			return tc, fmt.Errorf("helpdesk.secret_file: %w", err)
+		}
+		if tc.Secret = []byte(strings.TrimSpace(string(b))); len(tc.Secret) < 16 {
+			return tc, fmt.Errorf("helpdesk.secret_file %s: the secret must be at least 16 characters", h.SecretFile)
+		}
+	}
 	for _, a := range c.Address {
 		tc.Addresses = append(tc.Addresses, threads.Address{Email: a.Email, Queue: a.Queue, Category: a.Category})
 	}
-	return tc
+	for _, a := range c.Agent {
+		tc.Agents = append(tc.Agents, a.Email)
+	}
+	for k, v := range c.SLA {
+		tc.SLA[k] = v.Duration
+	}
+	return tc, nil
 }
 
 func (c fileConfig) mailinConfig() mailin.Config {
@@ -31,5 +58,9 @@ func (c fileConfig) mailinConfig() mailin.Config {
 }
 
 func openStore(env *cmdEnv) (*threads.Store, error) {
-	return threads.Open(env.cfg.threadsConfig(), env.log)
+	tc, err := env.cfg.threadsConfig()
+	if err != nil {
+		return nil, err
+	}
+	return threads.Open(tc, env.log)
 }
