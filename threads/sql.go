@@ -37,6 +37,7 @@ const (
 	sqlMarkOutboundFailed  = `UPDATE messages SET delivery_status = 'failed', delivery_error = ? WHERE id = ?`
 	sqlAddBouncing         = `INSERT INTO bouncing (address, since, reason) VALUES (?, ?, ?) ON CONFLICT (address) DO UPDATE SET since = excluded.since, reason = excluded.reason`
 	sqlClearBouncing       = `DELETE FROM bouncing WHERE address = ?`
+	sqlMarkQueued          = `UPDATE messages SET delivery_status = 'queued' WHERE id = ?`
 	sqlSetResolvedAt       = `UPDATE tickets SET resolved_at = ? WHERE id = ?`
 	sqlParticipants        = `SELECT address, role FROM participants WHERE ticket_id = ? ORDER BY CASE role WHEN 'customer' THEN 0 WHEN 'cc' THEN 1 ELSE 2 END, address`
 	sqlEvents              = `SELECT at, actor, kind, detail FROM events WHERE ticket_id = ? ORDER BY id`
@@ -56,7 +57,7 @@ const (
 	sqlTicketCounts        = `SELECT status, count(*) FROM tickets GROUP BY status`
 	sqlMalformedList       = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
 	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows`
-	sqlMessagesOfTicket    = `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id, subject, date, coalesce(text, body), body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0) FROM messages WHERE ticket_id = ? ORDER BY date, id`
+	sqlMessagesOfTicket    = `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id, subject, date, coalesce(text, body), body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0), coalesce(delivery_status, ''), delivery_error FROM messages WHERE ticket_id = ? ORDER BY date, id`
 )
 
 // prepared holds the hot-path statements, prepared on the writer connection.

@@ -64,6 +64,15 @@ type Message struct {
 	Flags       []string     `json:"flags"`
 	Notes       []string     `json:"notes"`
 	InboxID     int64        `json:"inbox_id,omitempty"`
+	Delivery    *Delivery    `json:"delivery,omitempty"` // outbound mail only
+}
+
+// Delivery is the state of an outbound message.
+type Delivery struct {
+	Status      string     `json:"status"` // queued, sent, failed
+	Attempts    int        `json:"attempts"`
+	LastError   string     `json:"last_error"`
+	NextAttempt *time.Time `json:"next_attempt"`
 }
 
 // TicketFilter narrows `tickets`.
@@ -199,12 +208,15 @@ func (s *Store) messages(ctx context.Context, ticket int64) ([]Message, error) {
 	for rows.Next() {
 		var m Message
 		var date int64
-		var to, cc, att, flags, notes string
+		var to, cc, att, flags, notes, delivery, deliveryErr string
 		if err := rows.Scan(&m.Direction, &m.Kind, &m.From, &to, &cc, &m.MessageID, &m.Subject, &date,
-			&m.Text, &m.Body, &att, &m.MatchedBy, &flags, &notes, &m.InboxID); err != nil {
+			&m.Text, &m.Body, &att, &m.MatchedBy, &flags, &notes, &m.InboxID, &delivery, &deliveryErr); err != nil {
 			return nil, fmt.Errorf("messages of #%d: %w", ticket, err)
 		}
 		m.Date = unixUTC(date)
+		if delivery != "" {
+			m.Delivery = &Delivery{Status: delivery, LastError: deliveryErr}
+		}
 		err := errors.Join(json.Unmarshal([]byte(to), &m.To), json.Unmarshal([]byte(cc), &m.Cc),
 			json.Unmarshal([]byte(att), &m.Attachments), json.Unmarshal([]byte(flags), &m.Flags),
 			json.Unmarshal([]byte(notes), &m.Notes))
