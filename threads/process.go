@@ -167,7 +167,10 @@ func (s *Store) file(tx *sql.Tx, m *pending) error {
 	if err := s.placeInTicket(tx, f); err != nil {
 		return err
 	}
-	return s.storeFiled(tx, f)
+	if err := s.storeFiled(tx, f); err != nil {
+		return err
+	}
+	return s.mergeReferencing(tx, f)
 }
 
 // filing is one message on its way into a ticket.

@@ -25,14 +25,24 @@ func (r *routing) note(format string, a ...any) { r.notes = append(r.notes, fmt.
 // Where signals disagree, the winner is kept and the disagreement noted.
 func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 	p := m.parsed
+	var r routing
 	if p.MessageID != "" {
-		// The same message again (a copy to another of our addresses): same ticket.
-		t, err := s.ticketOfMessageID(tx, p.MessageID)
-		if err != nil || t != 0 {
-			return routing{ticket: t, matchedBy: "headers", flags: []string{"duplicate"}}, err
+		// The same message again (a copy to another of our addresses): same ticket. Only
+		// from the same sender: a Message-ID is no secret, and reusing one must not let
+		// anyone into someone else's ticket.
+		var t int64
+		var sender string
+		err := tx.Stmt(s.sql.messageIDSender).QueryRow(p.MessageID).Scan(&t, &sender)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return r, err
+		case strings.EqualFold(sender, p.From):
+			return routing{ticket: t, matchedBy: "headers", flags: []string{"duplicate"}}, nil
+		default:
+			r.note("conflict: reuses the Message-ID of a message from %s in #%d; not treated as the same message", orUnknown(sender), t)
 		}
 	}
-	var r routing
 	tokTicket, err := s.tokenTicket(tx, m, &r)
 	if err != nil {
 		return r, err

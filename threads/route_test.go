@@ -254,6 +254,32 @@ func TestRouting(t *testing.T) {
 				t.Fatal("answered ticket listed as overdue")
 			}
 		},
+		"a reused Message-ID from another sender does not join": func(t *testing.T, s *Store) {
+			deliver(t, s, "parent.eml", customer)
+			deliver(t, s, "spoofed-id.eml", "mallory@evil.example")
+			list, _ := s.Tickets(context.Background(), TicketFilter{})
+			if len(list) != 2 || list[0].MessageCount != 1 {
+				t.Fatalf("tickets %+v: the spoofed message got into #1", list)
+			}
+			full, _ := s.Ticket(context.Background(), 2)
+			expectNote(t, full.Messages[0], "reuses the Message-ID")
+		},
+		"a late message merges the tickets its replies opened": func(t *testing.T, s *Store) {
+			deliver(t, s, "parent.eml", customer)       // #1
+			deliver(t, s, "bridge-child.eml", customer) // #2: its parent has not arrived
+			deliver(t, s, "bridge.eml", customer)       // joins #1 by headers, and links #2
+			tk, _ := filed(t, s, "bridge-child@example.com")
+			if tk.ID != 1 || tk.MessageCount != 3 {
+				t.Fatalf("after the bridge: child in #%d, #1 has %d messages", tk.ID, tk.MessageCount)
+			}
+			merged, _ := s.Ticket(context.Background(), 2)
+			if merged.MergedInto == nil || *merged.MergedInto != 1 || len(merged.Messages) != 0 {
+				t.Fatalf("#2 after the merge: %+v", merged)
+			}
+			if list, _ := s.Tickets(context.Background(), TicketFilter{}); len(list) != 1 {
+				t.Fatalf("merged ticket still listed: %d tickets", len(list))
+			}
+		},
 		"agent token from someone else is not an agent reply": func(t *testing.T, s *Store) {
 			deliver(t, s, "parent.eml", customer)
 			deliver(t, s, "fake-agent.eml", "mallory@evil.example")

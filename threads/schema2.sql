@@ -37,3 +37,7 @@ CREATE TABLE bouncing (
 	since   INTEGER NOT NULL,
 	reason  TEXT    NOT NULL
 ) WITHOUT ROWID;
+
+-- A ticket merged into another (a late message linked them); it keeps its number and
+-- history, and its messages move to the surviving ticket.
+ALTER TABLE tickets ADD COLUMN merged_into INTEGER REFERENCES tickets(id);

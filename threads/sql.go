@@ -37,11 +37,18 @@ const (
 	sqlMarkOutboundFailed  = `UPDATE messages SET delivery_status = 'failed', delivery_error = ? WHERE id = ?`
 	sqlAddBouncing         = `INSERT INTO bouncing (address, since, reason) VALUES (?, ?, ?) ON CONFLICT (address) DO UPDATE SET since = excluded.since, reason = excluded.reason`
 	sqlClearBouncing       = `DELETE FROM bouncing WHERE address = ?`
+	sqlTicketsReferencing  = `SELECT DISTINCT m.ticket_id FROM refs r JOIN messages m ON m.id = r.message_row WHERE r.ref = ? AND m.ticket_id <> ?`
+	sqlMergeMessages       = `UPDATE messages SET ticket_id = ? WHERE ticket_id = ?`
+	sqlMergeParticipants   = `INSERT INTO participants (ticket_id, address, role) SELECT ?, address, role FROM participants WHERE ticket_id = ? ON CONFLICT DO NOTHING`
+	sqlDropParticipants    = `DELETE FROM participants WHERE ticket_id = ?`
+	sqlMarkMerged          = `UPDATE tickets SET merged_into = ?, updated = ?, due = NULL WHERE id = ?`
+	sqlMergeTimes          = `UPDATE tickets SET created = min(created, (SELECT created FROM tickets WHERE id = ?1)) WHERE id = ?2`
+	sqlMessageIDSender     = `SELECT m.ticket_id, m.from_addr FROM messages m WHERE m.message_id = ? ORDER BY m.id LIMIT 1`
 	sqlMarkQueued          = `UPDATE messages SET delivery_status = 'queued' WHERE id = ?`
 	sqlSetResolvedAt       = `UPDATE tickets SET resolved_at = ? WHERE id = ?`
 	sqlParticipants        = `SELECT address, role FROM participants WHERE ticket_id = ? ORDER BY CASE role WHEN 'customer' THEN 0 WHEN 'cc' THEN 1 ELSE 2 END, address`
 	sqlEvents              = `SELECT at, actor, kind, detail FROM events WHERE ticket_id = ? ORDER BY id`
-	sqlOverdueTickets      = `SELECT t.id FROM tickets t WHERE t.status = 'open' AND t.first_response IS NULL AND t.due < ? ORDER BY t.id`
+	sqlOverdueTickets      = `SELECT t.id FROM tickets t WHERE t.status = 'open' AND t.first_response IS NULL AND t.due < ? AND t.merged_into IS NULL ORDER BY t.id`
 	sqlCountBouncing       = `SELECT count(*) FROM bouncing`
 	sqlInsertRef           = `INSERT INTO refs (message_row, ref) VALUES (?, ?)`
 	sqlTicketOfMessageID   = `SELECT ticket_id FROM messages WHERE message_id = ? ORDER BY id LIMIT 1`
@@ -54,9 +61,9 @@ const (
 	sqlCountUnprocessed    = `SELECT count(*) FROM inbox WHERE processed = 0`
 	sqlRawMessage          = `SELECT raw FROM inbox WHERE id = ?`
 	sqlIntakeStatus        = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
-	sqlTicketCounts        = `SELECT status, count(*) FROM tickets GROUP BY status`
+	sqlTicketCounts        = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
 	sqlMalformedList       = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
-	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows`
+	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
 	sqlMessagesOfTicket    = `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id, subject, date, coalesce(text, body), body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0), coalesce(delivery_status, ''), delivery_error FROM messages WHERE ticket_id = ? ORDER BY date, id`
 )
 
@@ -70,6 +77,7 @@ type prepared struct {
 	isParticipant, addParticipant, addEvent                  *sql.Stmt
 	outboundByMessageID, markOutboundFailed                  *sql.Stmt
 	addBouncing, clearBouncing                               *sql.Stmt
+	ticketsReferencing, messageIDSender                      *sql.Stmt
 }
 
 func prepare(db *sql.DB) (*prepared, error) {
@@ -88,6 +96,7 @@ func prepare(db *sql.DB) (*prepared, error) {
 		{&p.isParticipant, sqlIsParticipant}, {&p.addParticipant, sqlAddParticipant}, {&p.addEvent, sqlAddEvent},
 		{&p.outboundByMessageID, sqlOutboundByMessageID}, {&p.markOutboundFailed, sqlMarkOutboundFailed},
 		{&p.addBouncing, sqlAddBouncing}, {&p.clearBouncing, sqlClearBouncing},
+		{&p.ticketsReferencing, sqlTicketsReferencing}, {&p.messageIDSender, sqlMessageIDSender},
 	} {
 		st, err := db.Prepare(s.sql)
 		if err != nil {

@@ -25,7 +25,8 @@ type Ticket struct {
 	Created      time.Time  `json:"created"`
 	Updated      time.Time  `json:"updated"`
 	Due          *time.Time `json:"due"`
-	Follows      *int64     `json:"follows,omitempty"` // the resolved ticket this one follows up
+	Follows      *int64     `json:"follows,omitempty"`     // the resolved ticket this one follows up
+	MergedInto   *int64     `json:"merged_into,omitempty"` // its messages now live in this ticket
 
 	// In `show` and `export` only.
 	Participants []Participant `json:"participants,omitempty"`
@@ -88,7 +89,7 @@ var ErrNoTicket = errors.New("no such ticket")
 
 // Tickets lists tickets by number, ascending.
 func (s *Store) Tickets(ctx context.Context, f TicketFilter) ([]Ticket, error) {
-	q := `SELECT ` + sqlTicketColumns + ` FROM tickets t WHERE 1=1`
+	q := `SELECT ` + sqlTicketColumns + ` FROM tickets t WHERE t.merged_into IS NULL`
 	var args []any
 	if f.Status != "" {
 		q += ` AND t.status = ?`
@@ -182,11 +183,14 @@ type scanner interface{ Scan(...any) error }
 func scanTicket(r scanner) (Ticket, error) {
 	var t Ticket
 	var created, updated int64
-	var due, follows sql.NullInt64
+	var due, follows, merged sql.NullInt64
 	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category, &t.Priority, &t.Customer,
-		&t.Assignee, &t.MessageCount, &created, &updated, &due, &follows)
+		&t.Assignee, &t.MessageCount, &created, &updated, &due, &follows, &merged)
 	if follows.Valid {
 		t.Follows = &follows.Int64
+	}
+	if merged.Valid {
+		t.MergedInto = &merged.Int64
 	}
 	t.Created, t.Updated = unixUTC(created), unixUTC(updated)
 	if due.Valid {

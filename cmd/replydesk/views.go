@@ -131,6 +131,9 @@ func printTicket(w io.Writer, t threads.Ticket) {
 	if t.Follows != nil {
 		fmt.Fprintf(w, "\nfollows up #%d", *t.Follows)
 	}
+	if t.MergedInto != nil {
+		fmt.Fprintf(w, "\nmerged into #%d (a late message linked them); its messages are there", *t.MergedInto)
+	}
 	fmt.Fprintln(w)
 	for _, p := range t.Participants {
 		fmt.Fprintf(w, "participant: %s (%s)\n", p.Address, p.Role)
