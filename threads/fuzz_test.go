@@ -1,6 +1,7 @@
 package threads
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,31 @@ func FuzzMsgIDList(f *testing.F) {
 		}
 		if MessageID(v) != "" && (len(ids) == 0 || MessageID(v) != ids[0]) {
 			t.Fatalf("MessageID disagrees with MsgIDList on %q", v)
+		}
+	})
+}
+
+// FuzzTokenCheck: the token parser never panics, and anything it accepts is exactly a
+// token this key would have minted (no forgery passes, whatever the spelling).
+func FuzzTokenCheck(f *testing.F) {
+	tokens := NewTokens([]byte("fuzz-secret-0123456789"))
+	for _, s := range []string{tokens.Customer(1), tokens.Customer(123456789), tokens.Agent(7, "ana@example.test"),
+		"r1-aaaaaaaaaaaaa", "a1-aaaaaaaa-aaaaaaaaaaaaa", "R1-AAAAAAAAAAAAA", "r0-", "r99999999999999999999-x", ""} {
+		f.Add(s, "ref:"+s)
+	}
+	f.Fuzz(func(t *testing.T, tok, body string) {
+		claim, err := tokens.Check(tok)
+		if err == nil {
+			want := tokens.Customer(claim.Ticket)
+			if claim.Agent != "" {
+				want = fmt.Sprintf("a%d-%s-%s", claim.Ticket, claim.Agent, tokens.mac("a", claim.Ticket, claim.Agent))
+			}
+			if strings.ToLower(tok) != want {
+				t.Fatalf("accepted %q, which is not the minted %q", tok, want)
+			}
+		}
+		for _, c := range TokenCandidates([]string{"support+" + tok + "@example.test"}, body) {
+			tokens.Check(c)
 		}
 	})
 }
