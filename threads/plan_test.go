@@ -1,0 +1,56 @@
+package threads
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestQueryPlansUseIndexes: every lookup on the filing path goes through an index, so
+// threading costs the same with a million tickets as with ten. A SCAN here is a bug.
+func TestQueryPlansUseIndexes(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, nil)
+	for name, q := range map[string]string{
+		"ticket of a Message-ID":          sqlTicketOfMessageID,
+		"Message-ID and its sender":       sqlMessageIDSender,
+		"ticket of a message naming it":   sqlTicketReferencing,
+		"tickets of messages naming it":   sqlTicketsReferencing,
+		"outbound mail by Message-ID":     sqlOutboundByMessageID,
+		"participant check":               sqlIsParticipant,
+		"ticket exists":                   sqlTicketExists,
+		"ticket lifecycle":                sqlTicketLifecycle,
+		"inbox row processed?":            sqlInboxProcessed,
+		"duplicate bytes":                 sqlInboxByDigest,
+		"next accepted mail to file":      sqlLoadPending,
+		"overdue tickets":                 sqlOverdueTickets,
+		"messages of a ticket (show)":     sqlMessagesOfTicket,
+		"participants of a ticket":        sqlParticipants,
+		"history of a ticket":             sqlEvents,
+		"clear a bouncing address":        sqlClearBouncing,
+		"mark an outbound message failed": sqlMarkOutboundFailed,
+	} {
+		n := strings.Count(q, "?")
+		args := make([]any, n)
+		for i := range args {
+			args[i] = 1
+		}
+		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			rows.Scan(&id, &parent, &unused, &detail)
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		t.Logf("%-32s %s", name, strings.Join(plan, "; "))
+		for _, step := range plan {
+			if strings.HasPrefix(step, "SCAN") {
+				t.Errorf("%s scans: %s", name, strings.Join(plan, "; "))
+			}
+		}
+	}
+}
