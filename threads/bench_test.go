@@ -50,7 +50,11 @@ var seeded sync.Map // size -> path of a seeded database to copy
 func storeWithTickets(b *testing.B, size int) *Store {
 	dir := b.TempDir()
 	if size > 0 {
-		tmpl, _ := seeded.LoadOrStore(size, seedTemplate(b, size))
+		tmpl, ok := seeded.Load(size)
+		if !ok {
+			tmpl = seedTemplate(b, size)
+			seeded.Store(size, tmpl)
+		}
 		copyFile(b, tmpl.(string), filepath.Join(dir, "replydesk.db"))
 	}
 	return openTestStore(b, func(c *Config) { c.DataDir = dir })

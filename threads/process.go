@@ -53,29 +53,52 @@ func (s *Store) RunProcessor(ctx context.Context, interval time.Duration) {
 
 // ProcessPending files every accepted, unprocessed message, oldest first, and returns how
 // many it filed. It is idempotent and resumable: a message is marked processed in the
-// transaction that files it, so after a crash nothing is filed twice or skipped.
+// transaction that files it, so after a crash nothing is filed twice or skipped. Parsing
+// runs one batch ahead of filing, so the two overlap on two cores.
 func (s *Store) ProcessPending(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []*pending)
+	loadErr := make(chan error, 1)
+	go s.parseAhead(ctx, batches, loadErr)
 	total := 0
-	after := int64(0)
-	for ctx.Err() == nil {
-		batch, err := s.loadPending(ctx, after, processBatch)
-		if err != nil {
-			return total, err
-		}
-		if len(batch) == 0 {
-			return total, nil
-		}
-		for _, m := range batch {
-			m.parsed = s.parseLogged(m)
-		}
+	for batch := range batches {
 		if err := s.write(ctx, func(tx *sql.Tx) error { return s.fileAll(tx, batch) }); err != nil {
 			return total, fmt.Errorf("file messages %d-%d: %w", batch[0].id, batch[len(batch)-1].id, err)
 		}
 		total += len(batch)
-		after = batch[len(batch)-1].id
 		s.yieldToArrivals(ctx)
 	}
-	return total, ctx.Err()
+	select {
+	case err := <-loadErr:
+		return total, err
+	default:
+		return total, ctx.Err()
+	}
+}
+
+// parseAhead loads and parses batches of accepted mail in id order and hands them over.
+func (s *Store) parseAhead(ctx context.Context, out chan<- []*pending, errc chan<- error) {
+	defer close(out)
+	after := int64(0)
+	for {
+		batch, err := s.loadPending(ctx, after, processBatch)
+		if err != nil || len(batch) == 0 {
+			if err != nil {
+				errc <- err
+			}
+			return
+		}
+		for _, m := range batch {
+			m.parsed = s.parseLogged(m)
+		}
+		after = batch[len(batch)-1].id
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // yieldToArrivals waits while messages keep arriving (each arrival wakes the processor).
