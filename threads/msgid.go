@@ -60,9 +60,18 @@ func validMsgID(id string) bool {
 
 // normalizeMsgID lower-cases the part after the last "@": RFC 5322 ids compare
 // case-sensitively on the left, but the right is a domain, which clients re-case.
+// Only ASCII letters change: strings.ToLower would turn invalid UTF-8 into U+FFFD and
+// change the bytes (and length) of ids that must compare as written.
 func normalizeMsgID(id string) string {
-	if i := strings.LastIndexByte(id, '@'); i >= 0 {
-		return id[:i+1] + strings.ToLower(id[i+1:])
+	i := strings.LastIndexByte(id, '@')
+	if i < 0 {
+		return id
 	}
-	return id
+	b := []byte(id)
+	for j := i + 1; j < len(b); j++ {
+		if 'A' <= b[j] && b[j] <= 'Z' {
+			b[j] += 'a' - 'A'
+		}
+	}
+	return string(b)
 }
