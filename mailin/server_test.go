@@ -123,11 +123,21 @@ func message(id string) string {
 	return "From: Alice <alice@example.com>\r\nTo: support@example.test\r\nSubject: help\r\nMessage-ID: <" + id + ">\r\n\r\nMy printer is on fire.\r\n"
 }
 
-func (c *conn) sendMail(rcpt, msg, want string) {
+// startData greets, names sender and recipient and sends DATA: the client may now send
+// the message.
+func (c *conn) startData(greeting, rcpt string) {
 	c.t.Helper()
+	if greeting != "" {
+		c.cmd(greeting, "250")
+	}
 	c.cmd("MAIL FROM:<alice@example.com>", "250")
 	c.cmd("RCPT TO:<"+rcpt+">", "250")
 	c.cmd("DATA", "354")
+}
+
+func (c *conn) sendMail(rcpt, msg, want string) {
+	c.t.Helper()
+	c.startData("", rcpt)
 	fmt.Fprint(c.c, msg+".\r\n")
 	c.expect(want)
 }
@@ -272,10 +282,7 @@ func TestPlainErrorIsTemporaryAndHidden(t *testing.T) {
 	}
 	defer srv.Shutdown(context.Background())
 	c := dial(t, addr.String())
-	c.cmd("EHLO client.example", "250")
-	c.cmd("MAIL FROM:<a@example.com>", "250")
-	c.cmd("RCPT TO:<support@example.test>", "250")
-	c.cmd("DATA", "354")
+	c.startData("EHLO client.example", "support@example.test")
 	fmt.Fprint(c.c, message("x@x")+".\r\n")
 	r := c.expect("451 4.3.0")
 	if strings.Contains(strings.Join(r, ""), "secret") {
@@ -287,10 +294,7 @@ func TestTimeoutDuringDataIsTemporary(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, func(c *mailin.Config) { c.ReadTimeout = 500 * time.Millisecond }, nil)
 	c := dial(t, ts.smtp)
-	c.cmd("EHLO client.example", "250")
-	c.cmd("MAIL FROM:<a@example.com>", "250")
-	c.cmd("RCPT TO:<support@example.test>", "250")
-	c.cmd("DATA", "354")
+	c.startData("EHLO client.example", "support@example.test")
 	fmt.Fprint(c.c, "Subject: slow\r\n\r\n")
 	for range 4 {
 		time.Sleep(250 * time.Millisecond)
@@ -327,10 +331,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	idle := dial(t, ts.smtp)
 	idle.cmd("EHLO idle.example", "250")
 	busy := dial(t, ts.smtp)
-	busy.cmd("EHLO busy.example", "250")
-	busy.cmd("MAIL FROM:<a@example.com>", "250")
-	busy.cmd("RCPT TO:<support@example.test>", "250")
-	busy.cmd("DATA", "354")
+	busy.startData("EHLO busy.example", "support@example.test")
 	fmt.Fprint(busy.c, "Subject: half\r\nMessage-ID: <half@x>\r\n\r\nfirst half\r\n")
 	done := make(chan struct{})
 	go func() { ts.srv.Shutdown(context.Background()); close(done) }()
@@ -361,10 +362,7 @@ func TestShutdownGraceExpires(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, func(c *mailin.Config) { c.ShutdownGrace = 300 * time.Millisecond }, nil)
 	c := dial(t, ts.smtp)
-	c.cmd("EHLO client.example", "250")
-	c.cmd("MAIL FROM:<a@example.com>", "250")
-	c.cmd("RCPT TO:<support@example.test>", "250")
-	c.cmd("DATA", "354")
+	c.startData("EHLO client.example", "support@example.test")
 	fmt.Fprint(c.c, "Subject: stalled\r\n\r\npart")
 	start := time.Now()
 	ts.srv.Shutdown(context.Background())

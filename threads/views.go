@@ -143,42 +143,49 @@ func (s *Store) Ticket(ctx context.Context, id int64) (Ticket, error) {
 }
 
 func (s *Store) participants(ctx context.Context, ticket int64) ([]Participant, error) {
-	rows, err := s.rdb.QueryContext(ctx, sqlParticipants, ticket)
+	list, err := queryAll(ctx, s.rdb, func(r scanner) (Participant, error) {
+		var p Participant
+		return p, r.Scan(&p.Address, &p.Role)
+	}, sqlParticipants, ticket)
 	if err != nil {
 		return nil, fmt.Errorf("participants of #%d: %w", ticket, err)
 	}
-	defer rows.Close()
-	out := []Participant{}
-	for rows.Next() {
-		var p Participant
-		if err := rows.Scan(&p.Address, &p.Role); err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return list, nil
 }
 
 func (s *Store) history(ctx context.Context, ticket int64) ([]Event, error) {
-	rows, err := s.rdb.QueryContext(ctx, sqlEvents, ticket)
+	list, err := queryAll(ctx, s.rdb, func(r scanner) (Event, error) {
+		var e Event
+		var at int64
+		err := r.Scan(&at, &e.Actor, &e.Kind, &e.Detail)
+		e.At = unixUTC(at)
+		return e, err
+	}, sqlEvents, ticket)
 	if err != nil {
 		return nil, fmt.Errorf("history of #%d: %w", ticket, err)
 	}
-	defer rows.Close()
-	out := []Event{}
-	for rows.Next() {
-		var e Event
-		var at int64
-		if err := rows.Scan(&at, &e.Actor, &e.Kind, &e.Detail); err != nil {
-			return nil, err
-		}
-		e.At = unixUTC(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return list, nil
 }
 
 type scanner interface{ Scan(...any) error }
+
+// queryAll runs a read query and collects one value per row; never nil, for JSON.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
 
 func scanTicket(r scanner) (Ticket, error) {
 	var t Ticket
@@ -312,40 +319,23 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-func (s *Store) overdue(ctx context.Context, st *Status) error {
-	rows, err := s.rdb.QueryContext(ctx, sqlOverdueTickets, time.Now().Unix())
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	st.Overdue = []int64{}
-	for rows.Next() {
+func (s *Store) overdue(ctx context.Context, st *Status) (err error) {
+	st.Overdue, err = queryAll(ctx, s.rdb, func(r scanner) (int64, error) {
 		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return err
-		}
-		st.Overdue = append(st.Overdue, id)
-	}
-	return rows.Err()
+		return id, r.Scan(&id)
+	}, sqlOverdueTickets, time.Now().Unix())
+	return err
 }
 
-func (s *Store) intakeStatus(ctx context.Context, st *Status) error {
-	rows, err := s.rdb.QueryContext(ctx, sqlIntakeStatus)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	st.Intake = []IntakeStatus{}
-	for rows.Next() {
+func (s *Store) intakeStatus(ctx context.Context, st *Status) (err error) {
+	st.Intake, err = queryAll(ctx, s.rdb, func(r scanner) (IntakeStatus, error) {
 		var in IntakeStatus
 		var lastOK, lastErrAt int64
-		if err := rows.Scan(&in.Path, &in.Listen, &in.Accepted, &lastOK, &in.LastError, &lastErrAt); err != nil {
-			return err
-		}
+		err := r.Scan(&in.Path, &in.Listen, &in.Accepted, &lastOK, &in.LastError, &lastErrAt)
 		in.LastMessage, in.LastErrorAt = optTime(lastOK), optTime(lastErrAt)
-		st.Intake = append(st.Intake, in)
-	}
-	return rows.Err()
+		return in, err
+	}, sqlIntakeStatus)
+	return err
 }
 
 func optTime(sec int64) *time.Time {
@@ -373,25 +363,17 @@ func (s *Store) ticketCounts(ctx context.Context, st *Status) error {
 	return rows.Err()
 }
 
-func (s *Store) malformedList(ctx context.Context, st *Status) error {
-	rows, err := s.rdb.QueryContext(ctx, sqlMalformedList, maxMalformedListed)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	st.Malformed = []Malformed{}
-	for rows.Next() {
+func (s *Store) malformedList(ctx context.Context, st *Status) (err error) {
+	st.Malformed, err = queryAll(ctx, s.rdb, func(r scanner) (Malformed, error) {
 		var m Malformed
 		var notes string
-		if err := rows.Scan(&m.Ticket, &m.InboxID, &m.From, &notes); err != nil {
-			return err
-		}
-		if err := json.Unmarshal([]byte(notes), &m.Notes); err != nil {
+		err := r.Scan(&m.Ticket, &m.InboxID, &m.From, &notes)
+		if json.Unmarshal([]byte(notes), &m.Notes) != nil {
 			m.Notes = []string{strings.TrimSpace(notes)}
 		}
-		st.Malformed = append(st.Malformed, m)
-	}
-	return rows.Err()
+		return m, err
+	}, sqlMalformedList, maxMalformedListed)
+	return err
 }
 
 // MalformedCount is the number of messages flagged malformed.
