@@ -1,0 +1,24 @@
+package templates
+
+// Data is what every template may use. Fields a template does not need stay empty.
+type Data struct {
+	Helpdesk     string // helpdesk name, also the subject tag
+	Ticket       int64
+	Subject      string // the ticket's subject, without tag
+	CustomerName string // display name, or the address
+	Category     string // localized category name
+	ResponseTime string // localized, e.g. "24 hours"
+	Text         string // the new text (notification: the customer's; agent_reply: the agent's)
+	Customer     string // the customer's address (notification)
+	Earlier      []EarlierTicket
+	Commands     []string // agent commands (notification)
+	RefLine      string   // "[Support #12] ref:r12-..." : the footer reference line
+	AgentName    string   // agent_reply
+}
+
+// EarlierTicket is one of the customer's other tickets, for the notification.
+type EarlierTicket struct {
+	Number  int64
+	Subject string
+	Status  string
+}

@@ -1,0 +1,98 @@
+package templates
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+)
+
+var categoryNames = map[string]map[string]string{
+	"en": {"billing": "billing", "technical": "technical problem", "account": "account access", "feature": "suggestion", "other": "general question"},
+	"es": {"billing": "facturación", "technical": "problema técnico", "account": "acceso a la cuenta", "feature": "sugerencia", "other": "consulta general"},
+	"pt": {"billing": "cobrança", "technical": "problema técnico", "account": "acesso à conta", "feature": "sugestão", "other": "dúvida geral"},
+}
+
+// CategoryName is a category as a customer reads it in lang.
+func CategoryName(lang, category string) string {
+	if n, ok := categoryNames[lang][category]; ok {
+		return n
+	}
+	return category
+}
+
+// Duration says a response time in lang: "24 hours", "2 días", "30 minutos".
+func Duration(lang string, d time.Duration) string {
+	unit := map[string][3]string{ // minute(s), hour(s), day(s) as plural forms
+		"en": {"minutes", "hours", "days"}, "es": {"minutos", "horas", "días"}, "pt": {"minutos", "horas", "dias"},
+	}[lang]
+	if unit[0] == "" {
+		unit = [3]string{"minutes", "hours", "days"}
+	}
+	switch h := d.Hours(); {
+	case d < time.Hour:
+		return fmt.Sprintf("%d %s", int(d.Minutes()), unit[0])
+	case h <= 48 || int(h)%24 != 0:
+		return fmt.Sprintf("%d %s", int(h), unit[1])
+	default:
+		return fmt.Sprintf("%d %s", int(h)/24, unit[2])
+	}
+}
+
+// Language picks the customer's language: a Content-Language header, then the language
+// of their earlier tickets, then a light guess from the text, else the default.
+func Language(contentLanguage, earlier, text, fallback string) string {
+	for _, tag := range strings.Split(contentLanguage, ",") {
+		if l := base(tag); supported(l) {
+			return l
+		}
+	}
+	if supported(earlier) {
+		return earlier
+	}
+	if l := Detect(text); l != "" {
+		return l
+	}
+	return fallback
+}
+
+func base(tag string) string {
+	tag = strings.ToLower(strings.TrimSpace(tag))
+	l, _, _ := strings.Cut(tag, "-")
+	return l
+}
+
+func supported(l string) bool { return l == "en" || l == "es" || l == "pt" }
+
+// stopwords are frequent short words that tell the three languages apart.
+var stopwords = map[string]string{
+	"the": "en", "and": "en", "is": "en", "my": "en", "you": "en", "it": "en", "not": "en", "with": "en", "this": "en", "please": "en", "hello": "en", "help": "en", "i": "en", "have": "en",
+	"el": "es", "los": "es", "las": "es", "y": "es", "mi": "es", "es": "es", "pero": "es", "por": "es", "hola": "es", "ayuda": "es", "gracias": "es", "tengo": "es", "puedo": "es", "muy": "es", "favor": "es", "usted": "es", "cuenta": "es", "funciona": "es",
+	"o": "pt", "os": "pt", "e": "pt", "meu": "pt", "minha": "pt", "não": "pt", "nao": "pt", "olá": "pt", "ola": "pt", "obrigado": "pt", "obrigada": "pt", "você": "pt", "voce": "pt", "tenho": "pt", "posso": "pt", "muito": "pt", "socorro": "pt", "bom": "pt", "dia": "pt", "conta": "pt", "está": "pt",
+}
+
+// Detect guesses en, es or pt from stopwords; "" when the text says too little.
+func Detect(text string) string {
+	if len(text) > 4000 {
+		text = text[:4000]
+	}
+	score := map[string]int{}
+	for _, w := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool { return !unicode.IsLetter(r) }) {
+		if l, ok := stopwords[w]; ok {
+			score[l]++
+		}
+	}
+	best, n, second := "", 0, 0
+	for _, l := range []string{"en", "es", "pt"} {
+		switch {
+		case score[l] > n:
+			best, second, n = l, n, score[l]
+		case score[l] > second:
+			second = score[l]
+		}
+	}
+	if n == 0 || n == second {
+		return ""
+	}
+	return best
+}

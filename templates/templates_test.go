@@ -1,0 +1,101 @@
+package templates
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func realistic(lang string) Data {
+	return Data{
+		Helpdesk: "Acme Support", Ticket: 1234, Subject: "Cannot export invoices <to CSV> & PDF",
+		CustomerName: "María José Pereira", Customer: "maria@example.com",
+		Category: CategoryName(lang, "billing"), ResponseTime: Duration(lang, 24*time.Hour),
+		Text:     "When I click Export, I get \"error 500\".\n\n<script>alert(1)</script>\nThanks!",
+		Earlier:  []EarlierTicket{{Number: 77, Subject: "Login problem", Status: "resolved"}},
+		Commands: []string{"#note text", "#status open|pending|resolved", "#resolve", "#assign agent@example.com", "#category billing", "#priority high"},
+		RefLine:  "[Acme Support #1234] ref:r1234-abcdefghijklm", AgentName: "Ana",
+	}
+}
+
+// TestEveryTemplateInEveryLanguage renders everything with realistic data and checks
+// that nothing is left unrendered and the customer's text cannot inject HTML.
+func TestEveryTemplateInEveryLanguage(t *testing.T) {
+	t.Parallel()
+	set, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lang := range Languages {
+		for _, name := range Names {
+			r, err := set.Render(name, lang, realistic(lang))
+			if err != nil {
+				t.Fatalf("%s/%s: %v", lang, name, err)
+			}
+			all := r.Subject + "\n" + r.Text + "\n" + r.HTML
+			for _, bad := range []string{"{{", "}}", "<no value>", "%!", "#0"} {
+				if strings.Contains(all, bad) {
+					t.Errorf("%s/%s contains %q:\n%s", lang, name, bad, all)
+				}
+			}
+			if !strings.HasPrefix(r.Subject, "[Acme Support #1234]") || strings.ContainsAny(r.Subject, "\r\n") {
+				t.Errorf("%s/%s subject %q", lang, name, r.Subject)
+			}
+			if !strings.Contains(r.Text, "ref:r1234-abcdefghijklm") || !strings.Contains(r.HTML, "ref:r1234-abcdefghijklm") {
+				t.Errorf("%s/%s lacks the reference line", lang, name)
+			}
+			if strings.Contains(r.HTML, "<script>") {
+				t.Errorf("%s/%s: customer text reached the HTML unescaped", lang, name)
+			}
+		}
+	}
+	r, _ := set.Render("confirmation", "es", realistic("es"))
+	if !strings.Contains(r.Text, "facturación") || !strings.Contains(r.Text, "24 horas") {
+		t.Errorf("Spanish confirmation:\n%s", r.Text)
+	}
+}
+
+func TestOverrideFileByFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "pt"), 0o755)
+	os.WriteFile(filepath.Join(dir, "pt", "confirmation.tmpl"), []byte(`{{define "subject"}}[{{.Helpdesk}} #{{.Ticket}}] Oi{{end}}{{define "text"}}Oi {{.CustomerName}}{{end}}{{define "html"}}<p>Oi</p>{{end}}`), 0o644)
+	set, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := set.Render("confirmation", "pt", realistic("pt")); r.Subject != "[Acme Support #1234] Oi" {
+		t.Fatalf("override not used: %q", r.Subject)
+	}
+	if r, _ := set.Render("confirmation", "es", realistic("es")); !strings.Contains(r.Subject, "Hemos recibido") {
+		t.Fatalf("other languages must stay embedded: %q", r.Subject)
+	}
+	os.WriteFile(filepath.Join(dir, "pt", "ask_details.tmpl"), []byte(`{{define "subject"}}{{.Nope}}{{end}}`), 0o644)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "ask_details") {
+		t.Fatalf("a broken override must be reported: %v", err)
+	}
+}
+
+func TestLanguage(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ cl, earlier, text, want string }{
+		{"es-MX", "", "", "es"},
+		{"", "pt", "hello, my account is locked", "pt"},
+		{"", "", "Hola, mi cuenta no funciona, por favor ayuda", "es"},
+		{"", "", "Olá, minha conta não funciona, socorro", "pt"},
+		{"", "", "Hello, the export is broken, please help", "en"},
+		{"de", "", "???", "en"},
+	} {
+		if got := Language(c.cl, c.earlier, c.text, "en"); got != c.want {
+			t.Errorf("Language(%q, %q, %q) = %s, want %s", c.cl, c.earlier, c.text, got, c.want)
+		}
+	}
+	if d := Duration("pt", 48*time.Hour); d != "48 horas" {
+		t.Errorf("Duration = %q", d)
+	}
+	if d := Duration("es", 72*time.Hour); d != "3 días" {
+		t.Errorf("Duration = %q", d)
+	}
+}
