@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -39,4 +40,80 @@ func (s *Store) RecordOutbound(ctx context.Context, o Outbound) (int64, error) {
 		return 0, fmt.Errorf("record outbound mail for #%d: %w", o.Ticket, err)
 	}
 	return id, nil
+}
+
+// OutboxItem is one queued mail, ready to deliver.
+type OutboxItem struct {
+	ID       int64
+	Ticket   int64
+	Kind     string
+	MailFrom string
+	Rcpts    []string
+	Raw      []byte
+	Attempts int
+}
+
+// DueMail returns up to limit queued mails whose next attempt is due, oldest first.
+func (s *Store) DueMail(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
+	return queryAll(ctx, s.rdb, func(r scanner) (OutboxItem, error) {
+		var it OutboxItem
+		var rcpts string
+		err := r.Scan(&it.ID, &it.Ticket, &it.Kind, &it.MailFrom, &rcpts, &it.Raw, &it.Attempts)
+		it.Rcpts = strings.Split(rcpts, "\n")
+		return it, err
+	}, sqlDueMail, now.Unix(), limit)
+}
+
+// NextMailDue is when the next queued mail is due (ok false: none queued).
+func (s *Store) NextMailDue(ctx context.Context) (next time.Time, ok bool, err error) {
+	var at sql.NullInt64
+	if err := s.rdb.QueryRowContext(ctx, sqlNextMailDue).Scan(&at); err != nil {
+		return time.Time{}, false, err
+	}
+	return time.Unix(at.Int64, 0), at.Valid, nil
+}
+
+// MailSent records that the smarthost (or the dir transport) took these mails.
+func (s *Store) MailSent(ctx context.Context, ids ...int64) error {
+	now := time.Now().Unix()
+	return s.write(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.Exec(sqlOutboxDone, "sent", now, "", id); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(sqlOutboxMessageStatus, "sent", "", id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// MailRetry records a temporary failure and when to try again.
+func (s *Store) MailRetry(ctx context.Context, id int64, reason string, next time.Time) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(sqlOutboxRetry, next.Unix(), reason, id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(sqlOutboxMessageStatus, "queued", reason, id)
+		return err
+	})
+}
+
+// MailFailed records a permanent failure, visibly on the ticket and in status.
+func (s *Store) MailFailed(ctx context.Context, id int64, reason string) error {
+	now := time.Now()
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(sqlOutboxDone, "failed", now.Unix(), reason, id); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(sqlOutboxMessageStatus, "failed", reason, id); err != nil {
+			return err
+		}
+		var ticket int64
+		if err := tx.QueryRow(sqlOutboxTicket, id).Scan(&ticket); err != nil {
+			return err
+		}
+		return s.addEvent(tx, ticket, now, "replydesk", "delivery_failed", reason)
+	})
 }

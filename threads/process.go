@@ -63,8 +63,12 @@ func (s *Store) ProcessPending(ctx context.Context) (int, error) {
 	go s.parseAhead(ctx, batches, loadErr)
 	total := 0
 	for batch := range batches {
-		if err := s.write(ctx, func(tx *sql.Tx) error { return s.fileAll(tx, batch) }); err != nil {
+		queued := 0
+		if err := s.write(ctx, func(tx *sql.Tx) (err error) { queued, err = s.fileAll(tx, batch); return err }); err != nil {
 			return total, fmt.Errorf("file messages %d-%d: %w", batch[0].id, batch[len(batch)-1].id, err)
+		}
+		if queued > 0 && s.onQueued != nil {
+			s.onQueued()
 		}
 		total += len(batch)
 		s.yieldToArrivals(ctx)
@@ -149,24 +153,35 @@ func (s *Store) parseLogged(m *pending) *Parsed {
 
 // fileAll files a batch inside one write transaction; the first message it cannot file
 // fails the batch, which the writer then retries message by message.
-func (s *Store) fileAll(tx *sql.Tx, batch []*pending) error {
+func (s *Store) fileAll(tx *sql.Tx, batch []*pending) (queued int, err error) {
 	for _, m := range batch {
-		if err := s.file(tx, m); err != nil {
-			return fmt.Errorf("file message %d: %w", m.id, err)
+		n, err := s.file(tx, m)
+		if err != nil {
+			return 0, fmt.Errorf("file message %d: %w", m.id, err)
 		}
+		queued += n
 	}
-	return nil
+	return queued, nil
 }
 
-// file decides the ticket of one message, stores the parsed message, and marks the
-// accepted row processed, all in the caller's transaction.
-func (s *Store) file(tx *sql.Tx, m *pending) error {
+// file decides the ticket of one message, stores the parsed message, queues the mail it
+// causes, and marks the accepted row processed, all in the caller's transaction. It
+// returns how many mails it queued.
+func (s *Store) file(tx *sql.Tx, m *pending) (int, error) {
+	f, err := s.fileOne(tx, m)
+	if f == nil {
+		return 0, err
+	}
+	return f.queued, err
+}
+
+func (s *Store) fileOne(tx *sql.Tx, m *pending) (*filing, error) {
 	var processed bool
 	if err := tx.Stmt(s.sql.inboxProcessed).QueryRow(m.id).Scan(&processed); err != nil {
-		return err
+		return nil, err
 	}
 	if processed {
-		return nil // another process filed it meanwhile
+		return nil, nil // another process filed it meanwhile
 	}
 	f := &filing{m: m, date: messageDate(m)}
 	null := m.mailFrom == "" && (m.path == "smtp" || m.path == "lmtp")
@@ -179,21 +194,24 @@ func (s *Store) file(tx *sql.Tx, m *pending) error {
 	if f.auto && deliveryReport(m.parsed, null) {
 		f.flags = append(f.flags, "dsn")
 		if done, err := s.fileBounce(tx, f); err != nil || done {
-			return err
+			return f, err
 		}
 	}
 	r, err := s.route(tx, m)
 	if err != nil {
-		return err
+		return f, err
 	}
 	f.routing = r
 	if err := s.placeInTicket(tx, f); err != nil {
-		return err
+		return f, err
 	}
 	if err := s.storeFiled(tx, f); err != nil {
-		return err
+		return f, err
 	}
-	return s.mergeReferencing(tx, f)
+	if err := s.mergeReferencing(tx, f); err != nil {
+		return f, err
+	}
+	return f, s.respond(tx, f)
 }
 
 // filing is one message on its way into a ticket.
@@ -207,6 +225,7 @@ type filing struct {
 	routing routing
 	ticket  int64
 	event   string
+	queued  int // outbound mails queued by the Responder
 }
 
 // messageDate is the Date header, unless it is missing or in the future.

@@ -44,6 +44,21 @@ const (
 	sqlMarkMerged          = `UPDATE tickets SET merged_into = ?, updated = ?, due = NULL WHERE id = ?`
 	sqlMergeTimes          = `UPDATE tickets SET created = min(created, (SELECT created FROM tickets WHERE id = ?1)) WHERE id = ?2`
 	sqlMessageIDSender     = `SELECT m.ticket_id, m.from_addr FROM messages m WHERE m.message_id = ? ORDER BY m.id LIMIT 1`
+	sqlTicketForResponse   = `SELECT id, subject, status, queue, category, customer, assignee, language, created, due FROM tickets WHERE id = ?`
+	sqlIsBouncing          = `SELECT count(*) FROM bouncing WHERE address = ?`
+	sqlAutoRepliesTo       = `SELECT count(*) FROM autoreplies WHERE address = ? AND at >= ?`
+	sqlAutoRepliesOn       = `SELECT count(*) FROM autoreplies WHERE ticket_id = ? AND at >= ?`
+	sqlEarlierTickets      = `SELECT id, subject, status FROM tickets WHERE customer = ? AND id <> ? AND merged_into IS NULL ORDER BY id DESC LIMIT 5`
+	sqlQueueOutbox         = `INSERT INTO outbox (message_row, ticket_id, kind, mail_from, rcpt_to, raw, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlLogAutoReply        = `INSERT INTO autoreplies (address, ticket_id, at) VALUES (?, ?, ?)`
+	sqlSetLanguage         = `UPDATE tickets SET language = ? WHERE id = ? AND language = ''`
+	sqlDueMail             = `SELECT id, ticket_id, kind, mail_from, rcpt_to, raw, attempts FROM outbox WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`
+	sqlNextMailDue         = `SELECT min(next_attempt) FROM outbox WHERE status = 'queued'`
+	sqlOutboxDone          = `UPDATE outbox SET status = ?, done_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?`
+	sqlOutboxRetry         = `UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?`
+	sqlOutboxMessageStatus = `UPDATE messages SET delivery_status = ?, delivery_error = ? WHERE id = (SELECT message_row FROM outbox WHERE id = ?)`
+	sqlOutboxTicket        = `SELECT ticket_id FROM outbox WHERE id = ?`
+	sqlOutboxCounts        = `SELECT coalesce(sum(status = 'queued' AND attempts = 0), 0), coalesce(sum(status = 'queued' AND attempts > 0), 0), coalesce(sum(status = 'failed'), 0), coalesce(sum(status = 'sent'), 0) FROM outbox`
 	sqlMarkQueued          = `UPDATE messages SET delivery_status = 'queued' WHERE id = ?`
 	sqlSetResolvedAt       = `UPDATE tickets SET resolved_at = ? WHERE id = ?`
 	sqlParticipants        = `SELECT address, role FROM participants WHERE ticket_id = ? ORDER BY CASE role WHEN 'customer' THEN 0 WHEN 'cc' THEN 1 ELSE 2 END, address`
@@ -64,7 +79,10 @@ const (
 	sqlTicketCounts        = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
 	sqlMalformedList       = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
 	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
-	sqlMessagesOfTicket    = `SELECT direction, kind, from_addr, to_addrs, cc_addrs, message_id, subject, date, coalesce(text, body), body, attachments, matched_by, flags, notes, coalesce(inbox_id, 0), coalesce(delivery_status, ''), delivery_error FROM messages WHERE ticket_id = ? ORDER BY date, id`
+	sqlMessagesOfTicket    = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
+		coalesce(m.text, m.body), m.body, m.attachments, m.matched_by, m.flags, m.notes, coalesce(m.inbox_id, 0),
+		coalesce(m.delivery_status, ''), m.delivery_error, coalesce(o.attempts, 0), o.next_attempt
+		FROM messages m LEFT JOIN outbox o ON o.message_row = m.id WHERE m.ticket_id = ? ORDER BY m.date, m.id`
 )
 
 // prepared holds the hot-path statements, prepared on the writer connection.

@@ -21,17 +21,19 @@ import (
 
 // schemaVersion is the version schema.sql creates. A database with a newer version was
 // written by a newer replydesk and is refused; an older one is migrated at start-up.
-const schemaVersion = 2
+const schemaVersion = 3
 
 var (
 	//go:embed schema.sql
 	schemaV1 string
 	//go:embed schema2.sql
 	schemaV2 string
+	//go:embed schema3.sql
+	schemaV3 string
 )
 
 // migrations[v] upgrades a database from version v to v+1. Version 0 is an empty file.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // Config is what the store and the filing rules need to know.
 type Config struct {
@@ -59,17 +61,19 @@ type Address struct {
 // Store is the replydesk database. It has one writer goroutine that group-commits every
 // write (see writer.go) and a pool of read-only connections.
 type Store struct {
-	cfg    Config
-	log    *slog.Logger
-	path   string
-	wdb    *sql.DB // exactly one connection, owned by the writer goroutine
-	rdb    *sql.DB // read-only pool
-	tokens *Tokens
-	tagRe  *regexp.Regexp // "[<name> #<n>]"
-	writer *writer
-	sql    *prepared // hot-path statements on wdb
-	ckpt   *checkpointer
-	wake   chan struct{} // one slot: new mail was accepted, the processor should look
+	cfg       Config
+	log       *slog.Logger
+	path      string
+	wdb       *sql.DB // exactly one connection, owned by the writer goroutine
+	rdb       *sql.DB // read-only pool
+	tokens    *Tokens
+	tagRe     *regexp.Regexp // "[<name> #<n>]"
+	writer    *writer
+	sql       *prepared // hot-path statements on wdb
+	ckpt      *checkpointer
+	responder Responder     // composes the mail a filed message causes; nil: none
+	onQueued  func()        // called after a filing transaction that queued mail commits
+	wake      chan struct{} // one slot: new mail was accepted, the processor should look
 
 	closeOnce sync.Once
 	closeErr  error

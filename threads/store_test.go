@@ -217,7 +217,8 @@ func TestProcessingIsResumableAndIdempotent(t *testing.T) {
 	}
 	// Filing the same row again inside a transaction is a no-op (another process won).
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
-		return s.file(tx, &pending{id: 1, parsed: Parse([]byte(testMail("r0@x", "r")), DefaultParseLimits()), received: time.Now()})
+		_, err := s.file(tx, &pending{id: 1, parsed: Parse([]byte(testMail("r0@x", "r")), DefaultParseLimits()), received: time.Now()})
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

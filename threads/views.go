@@ -220,13 +220,19 @@ func (s *Store) messages(ctx context.Context, ticket int64) ([]Message, error) {
 		var m Message
 		var date int64
 		var to, cc, att, flags, notes, delivery, deliveryErr string
+		var attempts int
+		var next sql.NullInt64
 		if err := rows.Scan(&m.Direction, &m.Kind, &m.From, &to, &cc, &m.MessageID, &m.Subject, &date,
-			&m.Text, &m.Body, &att, &m.MatchedBy, &flags, &notes, &m.InboxID, &delivery, &deliveryErr); err != nil {
+			&m.Text, &m.Body, &att, &m.MatchedBy, &flags, &notes, &m.InboxID, &delivery, &deliveryErr, &attempts, &next); err != nil {
 			return nil, fmt.Errorf("messages of #%d: %w", ticket, err)
 		}
 		m.Date = unixUTC(date)
 		if delivery != "" {
-			m.Delivery = &Delivery{Status: delivery, LastError: deliveryErr}
+			m.Delivery = &Delivery{Status: delivery, Attempts: attempts, LastError: deliveryErr}
+			if next.Valid && delivery == "queued" {
+				n := unixUTC(next.Int64)
+				m.Delivery.NextAttempt = &n
+			}
 		}
 		err := errors.Join(json.Unmarshal([]byte(to), &m.To), json.Unmarshal([]byte(cc), &m.Cc),
 			json.Unmarshal([]byte(att), &m.Attachments), json.Unmarshal([]byte(flags), &m.Flags),
@@ -275,11 +281,20 @@ type Status struct {
 	MalformedCount int64          `json:"malformed_count"`
 	Overdue        []int64        `json:"overdue"`  // open tickets past their first-response due time
 	Bouncing       int64          `json:"bouncing"` // addresses that get no auto-replies until they write
+	Outbox         OutboxStatus   `json:"outbox"`
 	Malformed      []Malformed    `json:"malformed"`
 	Tickets        map[string]int `json:"tickets"` // count by status
 	SchemaVer      int            `json:"schema_version"`
 	Database       string         `json:"database"`
 	StatusTime     time.Time      `json:"time"`
+}
+
+// OutboxStatus counts outbound mail by state.
+type OutboxStatus struct {
+	Queued   int64 `json:"queued"`   // not tried yet
+	Retrying int64 `json:"retrying"` // failed temporarily, will be retried
+	Failed   int64 `json:"failed"`   // failed for good, shown on the ticket
+	Sent     int64 `json:"sent"`
 }
 
 // IntakeStatus is one ingest path.
@@ -311,6 +326,7 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 		s.rdb.QueryRowContext(ctx, sqlCountUnprocessed).Scan(&st.Unfiled),
 		s.rdb.QueryRowContext(ctx, sqlCountMalformed).Scan(&st.MalformedCount),
 		s.rdb.QueryRowContext(ctx, sqlCountBouncing).Scan(&st.Bouncing),
+		s.rdb.QueryRowContext(ctx, sqlOutboxCounts).Scan(&st.Outbox.Queued, &st.Outbox.Retrying, &st.Outbox.Failed, &st.Outbox.Sent),
 		s.overdue(ctx, &st),
 		s.intakeStatus(ctx, &st), s.ticketCounts(ctx, &st), s.malformedList(ctx, &st))
 	if err != nil {
