@@ -54,6 +54,7 @@ type MessageInfo struct {
 type OutMail struct {
 	Kind         string // confirmation, notification, ask_details, agent_reply
 	Auto         bool   // an automatic reply: rate-limited and logged in autoreplies
+	From         string // the From header (the support address)
 	EnvelopeFrom string // "" for automatic replies
 	To           []string
 	Raw          []byte
@@ -168,7 +169,7 @@ func (s *Store) queueMail(tx *sql.Tx, ticket int64, now time.Time, m OutMail) er
 	if m.Auto {
 		kind = "auto"
 	}
-	p := &Parsed{MessageID: m.MessageID, From: m.EnvelopeFrom, To: m.To, Subject: m.Subject, Body: m.Text}
+	p := &Parsed{MessageID: m.MessageID, From: m.From, To: m.To, Subject: m.Subject, Body: m.Text}
 	row, err := s.insertMessage(tx, ticket, 0, "out", kind, p, now, "", []string{m.Kind}, nil)
 	if err != nil {
 		return err

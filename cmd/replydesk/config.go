@@ -80,6 +80,14 @@ type outboundTable struct {
 	TLS          string `toml:"tls"`
 	From         string `toml:"from"`
 	Dir          string `toml:"dir"`
+	// Beyond SPEC §8: templates, delivery and loop-safety knobs.
+	Templates         string   `toml:"templates"`
+	MaxConnections    int      `toml:"max_connections"`
+	AutoRepliesPer10m int      `toml:"auto_replies_per_10m"`
+	AutoRepliesPerDay int      `toml:"auto_replies_per_day"`
+	RetryBase         duration `toml:"retry_base"`
+	RetryMax          duration `toml:"retry_max"`
+	MaxAttempts       int      `toml:"max_attempts"`
 }
 
 type agentTable struct {
@@ -118,7 +126,9 @@ func defaultConfig() fileConfig {
 			WriteTimeout:  duration{time.Minute},
 			ShutdownGrace: duration{10 * time.Second},
 		},
-		Outbound: outboundTable{Transport: "dir", TLS: "starttls"},
+		Outbound: outboundTable{Transport: "dir", TLS: "starttls", MaxConnections: 4,
+			AutoRepliesPer10m: 10, AutoRepliesPerDay: 50,
+			RetryBase: duration{time.Minute}, RetryMax: duration{2 * time.Hour}, MaxAttempts: 20},
 		SLA: map[string]duration{
 			"billing": {24 * time.Hour}, "account": {24 * time.Hour},
 			"technical": {48 * time.Hour}, "feature": {48 * time.Hour}, "other": {48 * time.Hour},
@@ -360,6 +370,20 @@ func (c fileConfig) validateOutbound() []problem {
 	}
 	if o.From != "" && !validAddress(o.From) {
 		add("outbound.from", "%q is not an email address", o.From)
+	}
+	if o.MaxConnections < 1 {
+		add("outbound.max_connections", "must be at least 1")
+	}
+	if o.AutoRepliesPer10m < 1 || o.AutoRepliesPerDay < o.AutoRepliesPer10m {
+		add("outbound.auto_replies_per_10m", "must be at least 1, and auto_replies_per_day at least as many")
+	}
+	if o.RetryBase.Duration < time.Second || o.RetryMax.Duration < o.RetryBase.Duration || o.MaxAttempts < 1 {
+		add("outbound.retry_base", "retry_base must be at least 1s, retry_max at least retry_base, max_attempts at least 1")
+	}
+	if o.Templates != "" {
+		if fi, err := os.Stat(o.Templates); err != nil || !fi.IsDir() {
+			add("outbound.templates", "%q is not a directory", o.Templates)
+		}
 	}
 	return ps
 }

@@ -46,6 +46,9 @@ func ingestPipe(ctx context.Context, env *cmdEnv, sender, recipient string) erro
 		return exitError{exitTempFail, err}
 	}
 	defer store.Close()
+	if err := setResponder(env, store); err != nil {
+		return exitError{exitTempFail, err}
+	}
 	env2 := mailin.Envelope{
 		Path: mailin.PathPipe, Received: time.Now(), Live: true,
 		MailFrom: sender, Rcpts: nonEmpty(recipient),
@@ -88,6 +91,11 @@ func ingestFiles(ctx context.Context, env *cmdEnv, paths []string, notify bool) 
 		return err
 	}
 	defer store.Close()
+	if notify {
+		if err := setResponder(env, store); err != nil {
+			return err
+		}
+	}
 	before, err := store.MalformedCount(ctx)
 	if err != nil {
 		return err
@@ -107,6 +115,17 @@ func ingestFiles(ctx context.Context, env *cmdEnv, paths []string, notify bool) 
 	}
 	fmt.Fprintf(env.stdout, "%d stored, %d duplicates, %d malformed, %d skipped\n",
 		sum.Stored, sum.Duplicates, after-before, len(skipped))
+	return nil
+}
+
+// setResponder lets ingested live mail queue its confirmations and notifications; the
+// outbox of a running (or the next) `serve` delivers them.
+func setResponder(env *cmdEnv, store *threads.Store) error {
+	r, err := env.cfg.responder(store.Tokens())
+	if err != nil {
+		return err
+	}
+	store.SetResponder(r, nil)
 	return nil
 }
 

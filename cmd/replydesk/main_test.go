@@ -190,6 +190,28 @@ func TestIngestImportsInDateOrder(t *testing.T) {
 	}
 }
 
+// waitForInbound waits until ticket n holds want messages from outside (the ticket also
+// holds the mail we send) and returns the ticket and those messages.
+func waitForInbound(t *testing.T, cfg string, n int64, want int) (threads.Ticket, []threads.Message) {
+	t.Helper()
+	var tk threads.Ticket
+	var in []threads.Message
+	waitFor(t, fmt.Sprintf("%d inbound messages in ticket %d", want, n), func() bool {
+		code, out, _ := runCmd(t, "", "show", "-config", cfg, "-json", fmt.Sprint(n))
+		if code != 0 || json.Unmarshal([]byte(out), &tk) != nil {
+			return false
+		}
+		in = in[:0]
+		for _, m := range tk.Messages {
+			if m.Direction == "in" {
+				in = append(in, m)
+			}
+		}
+		return len(in) == want
+	})
+	return tk, in
+}
+
 // freePort finds a port that was free a moment ago (for the subprocess tests).
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -259,13 +281,9 @@ func TestServeEndToEnd(t *testing.T) {
 	if err := sendMail(addr, "alice@example.com", reply); err != nil {
 		t.Fatal(err)
 	}
-	var tk threads.Ticket
-	waitFor(t, "both messages in ticket 1", func() bool {
-		code, out, _ := runCmd(t, "", "show", "-config", cfg, "-json", "1")
-		return code == 0 && json.Unmarshal([]byte(out), &tk) == nil && tk.MessageCount == 2
-	})
+	tk, in := waitForInbound(t, cfg, 1, 2)
 	if tk.Status != "open" || tk.Queue != "support" || tk.Customer != "alice@example.com" ||
-		tk.Messages[0].Text != "My printer is on fire.\n" || tk.Messages[1].MatchedBy != "headers" {
+		in[0].Text != "My printer is on fire.\n" || in[1].MatchedBy != "headers" {
 		t.Fatalf("ticket 1: %+v", tk)
 	}
 	_, out, _ := runCmd(t, "", "tickets", "-config", cfg)

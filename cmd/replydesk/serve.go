@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/replydesk/replydesk/mailin"
+	"github.com/replydesk/replydesk/mailout"
 )
 
 var serveCommand = command{
@@ -51,6 +52,16 @@ func serve(ctx context.Context, env *cmdEnv) error {
 		return err
 	}
 	defer store.Close()
+	responder, err := env.cfg.responder(store.Tokens())
+	if err != nil {
+		return err
+	}
+	transport, err := env.cfg.transport()
+	if err != nil {
+		return err
+	}
+	outbox := mailout.NewOutbox(store, transport, env.cfg.retryPolicy(), env.log)
+	store.SetResponder(responder, outbox.Wake)
 	srv, err := mailin.NewServer(env.cfg.mailinConfig(), store, env.log)
 	if err != nil {
 		return err
@@ -68,8 +79,9 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	}
 	env.log.Info("replydesk serving", "config", env.source, "data_dir", env.cfg.Helpdesk.DataDir)
 	procCtx, stopProc := context.WithCancel(context.Background())
-	procDone := make(chan struct{})
+	procDone, outDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(procDone); store.RunProcessor(procCtx, time.Second) }()
+	go func() { defer close(outDone); outbox.Run(procCtx) }()
 
 	<-ctx.Done()
 	env.log.Info("shutting down", "grace", env.cfg.SMTP.ShutdownGrace.Duration)
@@ -77,6 +89,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	srv.Shutdown(context.Background())
 	stopProc()
 	<-procDone
+	<-outDone
 	commits, ops := store.WriterStats()
 	env.log.Info("stopped", "commits", commits, "writes", ops)
 	return nil

@@ -3,13 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/replydesk/replydesk/threads"
 )
 
 // TestSwaksAgainstServe drives serve with swaks, a real SMTP client (as in the README),
@@ -35,12 +32,8 @@ func TestSwaksAgainstServe(t *testing.T) {
 			t.Fatalf("swaks: %v\n%s", err, out)
 		}
 	}
-	var tk threads.Ticket
-	waitFor(t, "ticket 1 with both messages", func() bool {
-		code, out, _ := runCmd(t, "", "show", "-config", cfg, "-json", "1")
-		return code == 0 && json.Unmarshal([]byte(out), &tk) == nil && tk.MessageCount == 2
-	})
-	if !strings.Contains(tk.Messages[0].Text, "error 42") || tk.Subject != "Cannot log in" || tk.Messages[1].MatchedBy != "headers" {
+	tk, in := waitForInbound(t, cfg, 1, 2)
+	if !strings.Contains(in[0].Text, "error 42") || tk.Subject != "Cannot log in" || in[1].MatchedBy != "headers" {
 		t.Fatalf("ticket 1: %+v", tk)
 	}
 }

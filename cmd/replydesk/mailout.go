@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/replydesk/replydesk/mailout"
+	"github.com/replydesk/replydesk/templates"
+	"github.com/replydesk/replydesk/threads"
+)
+
+// responder builds the mail policy and composer from the configuration.
+func (c fileConfig) responder(tokens *threads.Tokens) (*mailout.Responder, error) {
+	tpl, err := templates.Load(c.Outbound.Templates)
+	if err != nil {
+		return nil, err
+	}
+	rc := mailout.ResponderConfig{
+		Helpdesk: c.Helpdesk.Name, DefaultLanguage: c.Helpdesk.DefaultLanguage, From: c.Outbound.From,
+		Policy: mailout.Policy{RecentLimit: c.Outbound.AutoRepliesPer10m, DayLimit: c.Outbound.AutoRepliesPerDay},
+	}
+	for _, a := range c.Address {
+		rc.OurAddresses = append(rc.OurAddresses, a.Email)
+	}
+	for _, a := range c.Agent {
+		rc.Agents = append(rc.Agents, mailout.Agent{Email: a.Email, Name: a.Name, Queues: a.Queues})
+	}
+	tc, err := c.threadsConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.SLA = tc.SLA
+	return mailout.NewResponder(rc, tpl, tokens), nil
+}
+
+// transport is [outbound] transport: dir (default) or smtp.
+func (c fileConfig) transport() (mailout.Transport, error) {
+	o := c.Outbound
+	if o.Transport != "smtp" {
+		dir := o.Dir
+		if dir == "" {
+			dir = filepath.Join(c.Helpdesk.DataDir, "outbox")
+		}
+		return mailout.DirTransport{Dir: dir}, nil
+	}
+	password := o.Password
+	if o.PasswordFile != "" {
+		b, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("outbound.password_file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	return mailout.NewSMTPTransport(mailout.SMTPConfig{
+		Addr: o.Smarthost, TLS: o.TLS, Username: o.Username, Password: password,
+		Hostname: c.SMTP.Hostname, MaxConns: o.MaxConnections,
+	}), nil
+}
+
+func (c fileConfig) retryPolicy() mailout.RetryPolicy {
+	o := c.Outbound
+	return mailout.RetryPolicy{Base: o.RetryBase.Duration, Max: o.RetryMax.Duration, MaxAttempts: o.MaxAttempts}
+}

@@ -1,0 +1,160 @@
+package mailout
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/replydesk/replydesk/threads"
+)
+
+// Queue is what delivery needs from the store.
+type Queue interface {
+	DueMail(ctx context.Context, now time.Time, limit int) ([]threads.OutboxItem, error)
+	NextMailDue(ctx context.Context) (time.Time, bool, error)
+	MailSent(ctx context.Context, ids ...int64) error
+	MailRetry(ctx context.Context, id int64, reason string, next time.Time) error
+	MailFailed(ctx context.Context, id int64, reason string) error
+}
+
+// RetryPolicy: exponential backoff with jitter from Base, at most Max between attempts;
+// after GiveUp since the first attempt... counted as attempts, the mail fails for good.
+type RetryPolicy struct {
+	Base, Max   time.Duration
+	MaxAttempts int
+}
+
+// DefaultRetry: 1 min, 2, 4, ... capped at 2 h, giving up after 20 attempts (about 1.5 days).
+var DefaultRetry = RetryPolicy{Base: time.Minute, Max: 2 * time.Hour, MaxAttempts: 20}
+
+// Outbox delivers queued mail until its context ends.
+type Outbox struct {
+	q     Queue
+	tr    Transport
+	retry RetryPolicy
+	log   *slog.Logger
+	wake  chan struct{}
+	batch int
+}
+
+// NewOutbox delivers q's mail through tr.
+func NewOutbox(q Queue, tr Transport, retry RetryPolicy, log *slog.Logger) *Outbox {
+	if retry.Base == 0 {
+		retry = DefaultRetry
+	}
+	return &Outbox{q: q, tr: tr, retry: retry, log: log, wake: make(chan struct{}, 1), batch: 256}
+}
+
+// Wake tells the worker new mail was queued.
+func (o *Outbox) Wake() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx ends. Mail is sent in parallel up to the transport's limit;
+// sent mail is marked in batches (one commit for many), so a crash between the
+// smarthost's 250 and the mark sends that mail again: at least once, never lost.
+func (o *Outbox) Run(ctx context.Context) {
+	defer o.tr.Close()
+	for ctx.Err() == nil {
+		n, err := o.deliverDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			o.log.Error("outbox", "err", err)
+		}
+		if n > 0 {
+			continue
+		}
+		o.sleep(ctx)
+	}
+}
+
+// sleep waits for a wake-up, the next due time, or a minute.
+func (o *Outbox) sleep(ctx context.Context) {
+	wait := time.Minute
+	if next, ok, err := o.q.NextMailDue(ctx); err == nil && ok {
+		wait = max(time.Until(next), 10*time.Millisecond)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-o.wake:
+	case <-t.C:
+	}
+}
+
+// DeliverDue sends what is due now, once (for tests and the benchmark).
+func (o *Outbox) DeliverDue(ctx context.Context) (int, error) { return o.deliverDue(ctx) }
+
+func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
+	items, err := o.q.DueMail(ctx, time.Now(), o.batch)
+	if err != nil || len(items) == 0 {
+		return 0, err
+	}
+	var mu sync.Mutex
+	var sent []int64
+	var wg sync.WaitGroup
+	work := make(chan threads.OutboxItem)
+	for range 16 { // the transport caps real parallelism
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				if o.deliver(ctx, it) {
+					mu.Lock()
+					sent = append(sent, it.ID)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, it := range items {
+		work <- it
+	}
+	close(work)
+	wg.Wait()
+	if len(sent) > 0 {
+		if err := o.q.MailSent(context.WithoutCancel(ctx), sent...); err != nil {
+			return len(items), err
+		}
+	}
+	return len(items), nil
+}
+
+// deliver sends one mail and records a failure; it reports success.
+func (o *Outbox) deliver(ctx context.Context, it threads.OutboxItem) bool {
+	err := o.tr.Send(ctx, it.MailFrom, it.Rcpts, it.Raw)
+	log := o.log.With("ticket", it.Ticket, "outbox", it.ID, "kind", it.Kind, "to", it.Rcpts)
+	wctx := context.WithoutCancel(ctx)
+	switch {
+	case err == nil:
+		log.Info("mail sent")
+		return true
+	case Permanent(err) || it.Attempts+1 >= o.retry.MaxAttempts:
+		log.Warn("mail failed", "err", err, "attempts", it.Attempts+1)
+		if err := o.q.MailFailed(wctx, it.ID, err.Error()); err != nil {
+			log.Error("record failed mail", "err", err)
+		}
+	default:
+		next := time.Now().Add(o.backoff(it.Attempts))
+		log.Info("mail deferred", "err", err, "next", next)
+		if err := o.q.MailRetry(wctx, it.ID, err.Error(), next); err != nil {
+			log.Error("record deferred mail", "err", err)
+		}
+	}
+	return false
+}
+
+// backoff doubles from Base up to Max, with ±20% jitter so retries do not march in step.
+func (o *Outbox) backoff(attempts int) time.Duration {
+	d := o.retry.Base << min(attempts, 20)
+	if d > o.retry.Max || d <= 0 {
+		d = o.retry.Max
+	}
+	jitter := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(d) * jitter)
+}

@@ -1,0 +1,245 @@
+package mailout
+
+import (
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/replydesk/replydesk/templates"
+	"github.com/replydesk/replydesk/threads"
+)
+
+// Agent is one [[agent]]: who gets notifications for which queues.
+type Agent struct {
+	Email, Name string
+	Queues      []string // empty: every queue
+}
+
+// Policy holds the limits on automatic replies (SPEC §5).
+type Policy struct {
+	RecentLimit int // auto-replies per address, and per ticket, within threads.RecentWindow (default 10)
+	DayLimit    int // ... within a day (default 50)
+}
+
+// ResponderConfig is what deciding and composing mail needs.
+type ResponderConfig struct {
+	Helpdesk        string // name, also the subject tag
+	DefaultLanguage string
+	From            string   // [outbound] from; "" means the support address the customer wrote to
+	OurAddresses    []string // never auto-reply to these
+	Agents          []Agent
+	SLA             map[string]time.Duration
+	Policy          Policy
+}
+
+// Responder implements threads.Responder: it decides which mail a filed message causes
+// and composes it.
+type Responder struct {
+	cfg    ResponderConfig
+	tpl    *templates.Set
+	tokens *threads.Tokens
+}
+
+// NewResponder uses tpl for the text and tokens for reply addresses.
+func NewResponder(cfg ResponderConfig, tpl *templates.Set, tokens *threads.Tokens) *Responder {
+	if cfg.Policy.RecentLimit == 0 {
+		cfg.Policy.RecentLimit = 10
+	}
+	if cfg.Policy.DayLimit == 0 {
+		cfg.Policy.DayLimit = 50
+	}
+	return &Responder{cfg: cfg, tpl: tpl, tokens: tokens}
+}
+
+// agentCommands are listed in every notification.
+var agentCommands = []string{"#note <text>", "#status open|pending|resolved", "#resolve",
+	"#assign <agent>", "#category billing|technical|account|feature|other", "#priority low|normal|high|urgent"}
+
+// Respond: a new ticket gets a confirmation (or, when the message says too little to act
+// on, a request for details) and a notification to the queue's agents; a customer reply
+// notifies the assignee or the queue's agents. Automatic and imported mail gets nothing.
+func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
+	if !f.Live || f.Auto || f.Kind != "customer" {
+		return nil, nil
+	}
+	lang := templates.Language(f.Message.ContentLanguage, f.Ticket.Language, f.Message.Subject+"\n"+f.Message.Text, r.cfg.DefaultLanguage)
+	var out []threads.OutMail
+	if f.Event == "opened" {
+		name := "confirmation"
+		if saysTooLittle(f.Message.Subject, f.Message.Text) {
+			name = "ask_details"
+		}
+		if ok, _ := r.mayAutoReply(f); ok {
+			m, err := r.customerMail(f, name, lang)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	if f.Event == "opened" || f.Event == "customer_reply" {
+		for _, a := range r.agentsFor(f.Ticket) {
+			m, err := r.notification(f, a, lang)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// mayAutoReply is the one gate every automatic reply passes: no replies to automatic
+// mail, to our own addresses, to addresses that bounced, or beyond the rate limits per
+// address and per ticket. This is what keeps replydesk out of mail loops.
+func (r *Responder) mayAutoReply(f threads.Filed) (bool, string) {
+	to := strings.ToLower(f.Message.From)
+	p := r.cfg.Policy
+	switch {
+	case !f.Live || f.Auto:
+		return false, "automatic or imported mail"
+	case to == "" || isBadAddress(to):
+		return false, "no valid sender address"
+	case r.isOurs(to):
+		return false, "our own address"
+	case f.Bouncing:
+		return false, "the address bounced"
+	case f.RecentToSender >= p.RecentLimit || f.RecentOnTicket >= p.RecentLimit:
+		return false, fmt.Sprintf("more than %d auto-replies in %s", p.RecentLimit, threads.RecentWindow)
+	case f.TodayToSender >= p.DayLimit || f.TodayOnTicket >= p.DayLimit:
+		return false, fmt.Sprintf("more than %d auto-replies today", p.DayLimit)
+	}
+	return true, ""
+}
+
+func isBadAddress(a string) bool {
+	_, err := checkAddress(a)
+	return err != nil
+}
+
+func (r *Responder) isOurs(addr string) bool {
+	local, domain, _ := strings.Cut(strings.ToLower(addr), "@")
+	local, _, _ = strings.Cut(local, "+")
+	for _, a := range append(append([]string{}, r.cfg.OurAddresses...), r.cfg.From) {
+		if a != "" && strings.EqualFold(a, local+"@"+domain) {
+			return true
+		}
+	}
+	for _, a := range r.cfg.Agents {
+		if strings.EqualFold(a.Email, addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Responder) agentsFor(t threads.TicketInfo) []Agent {
+	var out []Agent
+	for _, a := range r.cfg.Agents {
+		if t.Assignee != "" {
+			if strings.EqualFold(a.Email, t.Assignee) {
+				return []Agent{a}
+			}
+			continue
+		}
+		if len(a.Queues) == 0 || contains(a.Queues, t.Queue) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// supportAddress is the address we write from: [outbound] from, else the one the
+// customer wrote to.
+func (r *Responder) supportAddress(t threads.TicketInfo) string {
+	if r.cfg.From != "" {
+		return r.cfg.From
+	}
+	return t.RecipientTo
+}
+
+// tokenAddress is support+<token>@domain.
+func tokenAddress(support, token string) string {
+	local, domain, _ := strings.Cut(support, "@")
+	return local + "+" + token + "@" + domain
+}
+
+func (r *Responder) data(f threads.Filed, lang, token string) templates.Data {
+	t := f.Ticket
+	name := f.Message.FromName
+	if name == "" {
+		name = f.Message.From
+	}
+	var earlier []templates.EarlierTicket
+	for _, e := range f.Earlier {
+		earlier = append(earlier, templates.EarlierTicket{Number: e.ID, Subject: e.Subject, Status: e.Status})
+	}
+	response := r.cfg.SLA[t.Category]
+	if response == 0 {
+		response = threads.DefaultSLA[t.Category]
+	}
+	return templates.Data{
+		Helpdesk: r.cfg.Helpdesk, Ticket: t.ID, Subject: t.Subject, CustomerName: name,
+		Customer: f.Message.From, Category: templates.CategoryName(lang, t.Category),
+		ResponseTime: templates.Duration(lang, response), Text: f.Message.Text, Earlier: earlier,
+		Commands: agentCommands, RefLine: threads.RefLine(r.cfg.Helpdesk, t.ID, token),
+	}
+}
+
+// customerMail is an automatic reply to the customer: empty envelope sender, so it can
+// never bounce back into a loop, and Auto-Submitted: auto-replied.
+func (r *Responder) customerMail(f threads.Filed, name, lang string) (threads.OutMail, error) {
+	t := f.Ticket
+	rendered, err := r.tpl.Render(name, lang, r.data(f, lang, t.CustomerToken))
+	if err != nil {
+		return threads.OutMail{}, err
+	}
+	support := r.supportAddress(t)
+	raw, msgID, err := Compose(Draft{
+		From: support, FromName: r.cfg.Helpdesk, To: []*mail.Address{{Name: f.Message.FromName, Address: f.Message.From}},
+		ReplyTo: tokenAddress(support, t.CustomerToken), Subject: rendered.Subject,
+		InReplyTo: f.Message.MessageID, References: f.Message.References, Language: lang, AutoReply: true,
+		ThreadTopic: t.Subject, ThreadSeed: fmt.Sprint(t.ID), ThreadStart: t.Created,
+		Text: rendered.Text, HTML: rendered.HTML,
+	})
+	if err != nil {
+		return threads.OutMail{}, err
+	}
+	return threads.OutMail{Kind: name, Auto: true, From: support, To: []string{f.Message.From}, Raw: raw, MessageID: msgID,
+		Subject: rendered.Subject, Text: rendered.Text, Language: lang}, nil
+}
+
+// notification tells an agent about new customer text; the agent replies through
+// their own agent token.
+func (r *Responder) notification(f threads.Filed, a Agent, lang string) (threads.OutMail, error) {
+	t := f.Ticket
+	token := r.tokens.Agent(t.ID, a.Email)
+	agentLang := r.cfg.DefaultLanguage
+	rendered, err := r.tpl.Render("notification", agentLang, r.data(f, agentLang, token))
+	if err != nil {
+		return threads.OutMail{}, err
+	}
+	support := r.supportAddress(t)
+	raw, msgID, err := Compose(Draft{
+		From: support, FromName: r.cfg.Helpdesk, To: []*mail.Address{{Name: a.Name, Address: a.Email}},
+		ReplyTo: tokenAddress(support, token), Subject: rendered.Subject,
+		InReplyTo: f.Message.MessageID, References: f.Message.References, Language: agentLang, AutoGenerated: true,
+		ThreadTopic: t.Subject, ThreadSeed: fmt.Sprint(t.ID), ThreadStart: t.Created,
+		Text: rendered.Text, HTML: rendered.HTML,
+	})
+	if err != nil {
+		return threads.OutMail{}, err
+	}
+	return threads.OutMail{Kind: "notification", From: support, EnvelopeFrom: support, To: []string{a.Email}, Raw: raw,
+		MessageID: msgID, Subject: rendered.Subject, Text: rendered.Text, Language: lang}, nil
+}
