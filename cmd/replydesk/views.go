@@ -139,7 +139,12 @@ func printTicket(w io.Writer, t threads.Ticket) {
 		fmt.Fprintf(w, "participant: %s (%s)\n", p.Address, p.Role)
 	}
 	for _, m := range t.Messages {
-		fmt.Fprintf(w, "\n--- %s %s from %s, %s (matched by %s)\n", m.Direction, m.Kind, m.From, m.Date.Format(time.RFC3339), m.MatchedBy)
+		if m.Direction == "out" {
+			fmt.Fprintf(w, "\n--- out %s to %s, %s\n", m.Kind, strings.Join(m.To, ", "), m.Date.Format(time.RFC3339))
+			printDelivery(w, m.Delivery)
+		} else {
+			fmt.Fprintf(w, "\n--- in %s from %s, %s (matched by %s)\n", m.Kind, m.From, m.Date.Format(time.RFC3339), m.MatchedBy)
+		}
 		if len(m.Flags) > 0 {
 			fmt.Fprintf(w, "flags: %s\n", strings.Join(m.Flags, ", "))
 		}
@@ -156,6 +161,18 @@ func printTicket(w io.Writer, t threads.Ticket) {
 		for _, e := range t.History {
 			fmt.Fprintf(w, "  %s  %-15s %s %s\n", e.At.Format(time.RFC3339), e.Kind, e.Actor, e.Detail)
 		}
+	}
+}
+
+func printDelivery(w io.Writer, d *threads.Delivery) {
+	switch {
+	case d == nil:
+	case d.Status == "failed":
+		fmt.Fprintf(w, "delivery failed after %d attempt(s): %s\n", d.Attempts, d.LastError)
+	case d.Status == "queued" && d.Attempts > 0:
+		fmt.Fprintf(w, "delivery: retrying after %d attempt(s), next %s: %s\n", d.Attempts, timeOrNever(d.NextAttempt), d.LastError)
+	default:
+		fmt.Fprintf(w, "delivery: %s\n", d.Status)
 	}
 }
 
