@@ -28,6 +28,14 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		"history of a ticket":             sqlEvents,
 		"clear a bouncing address":        sqlClearBouncing,
 		"mark an outbound message failed": sqlMarkOutboundFailed,
+		"earlier tickets of a customer":   sqlEarlierTickets,
+		"auto-replies to an address":      sqlAutoRepliesTo,
+		"auto-replies on a ticket":        sqlAutoRepliesOn,
+		"is the address bouncing":         sqlIsBouncing,
+		"ticket for the responder":        sqlTicketForResponse,
+		"due mail":                        sqlDueMail,
+		"next due mail":                   sqlNextMailDue,
+		"outbox row of a message":         sqlOutboxMessageStatus,
 	} {
 		n := strings.Count(q, "?")
 		args := make([]any, n)

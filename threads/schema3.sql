@@ -31,3 +31,6 @@ CREATE INDEX autoreplies_ticket ON autoreplies(ticket_id, at);
 
 -- The customer's language (en, es, pt), once known.
 ALTER TABLE tickets ADD COLUMN language TEXT NOT NULL DEFAULT '';
+
+-- The customer's earlier tickets, listed in every notification.
+CREATE INDEX tickets_customer ON tickets(customer, id);
