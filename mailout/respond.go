@@ -31,6 +31,7 @@ type ResponderConfig struct {
 	Agents          []Agent
 	SLA             map[string]time.Duration
 	Policy          Policy
+	DKIM            *DKIM // nil: mail is not signed
 }
 
 // Responder implements threads.Responder: it decides which mail a filed message causes
@@ -212,6 +213,9 @@ func (r *Responder) customerMail(f threads.Filed, name, lang string) (threads.Ou
 		ThreadTopic: t.Subject, ThreadSeed: fmt.Sprint(t.ID), ThreadStart: t.Created,
 		Text: rendered.Text, HTML: rendered.HTML,
 	})
+	if err == nil {
+		raw, err = r.cfg.DKIM.Sign(raw)
+	}
 	if err != nil {
 		return threads.OutMail{}, err
 	}
@@ -237,6 +241,9 @@ func (r *Responder) notification(f threads.Filed, a Agent, lang string) (threads
 		ThreadTopic: t.Subject, ThreadSeed: fmt.Sprint(t.ID), ThreadStart: t.Created,
 		Text: rendered.Text, HTML: rendered.HTML,
 	})
+	if err == nil {
+		raw, err = r.cfg.DKIM.Sign(raw)
+	}
 	if err != nil {
 		return threads.OutMail{}, err
 	}

@@ -21,13 +21,24 @@ import (
 //
 // and compare the msgs/s of the two (the seeded store is built once per process).
 func BenchmarkFiling(b *testing.B) {
-	for _, size := range []int{0, 1_000_000} {
-		b.Run(fmt.Sprintf("tickets=%d", size), func(b *testing.B) {
+	for _, c := range []struct {
+		name      string
+		size      int
+		toOldOnes bool
+	}{
+		{"tickets=0", 0, false},
+		{"tickets=1000000", 1_000_000, false},
+		// The worst case, reported apart: half the replies answer old tickets spread evenly
+		// over the million, so each one updates a row and index pages no other message in
+		// the batch touches (B-tree write locality, not threading lookups).
+		{"tickets=1000000/replies-to-old-tickets", 1_000_000, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			var total time.Duration
 			for range b.N {
 				b.StopTimer()
-				s := storeWithTickets(b, size)
-				acceptBenchMail(b, s, size, 20_000)
+				s := storeWithTickets(b, c.size)
+				acceptBenchMail(b, s, c.size, 20_000, c.toOldOnes)
 				b.StartTimer()
 				start := time.Now()
 				n, err := s.ProcessPending(context.Background())
@@ -105,8 +116,10 @@ func copyFile(b *testing.B, from, to string) {
 }
 
 // acceptBenchMail stores n messages in one transaction (acceptance is not what this
-// measures): half start tickets, half reply to a seeded message or an earlier new one.
-func acceptBenchMail(b *testing.B, s *Store, seeded, n int) {
+// measures): half start tickets, half reply to an earlier one of these messages, so the
+// work is the same whatever the store holds; with toOldOnes, replies answer seeded
+// tickets instead. Customers have random-looking addresses, as real ones do.
+func acceptBenchMail(b *testing.B, s *Store, seeded, n int, toOldOnes bool) {
 	rng := rand.New(rand.NewSource(1))
 	tx, err := s.wdb.Begin()
 	if err != nil {
@@ -116,19 +129,25 @@ func acceptBenchMail(b *testing.B, s *Store, seeded, n int) {
 		hdr := ""
 		if i%2 == 1 {
 			parent := fmt.Sprintf("bench-%d@example.com", rng.Intn(i))
-			if seeded > 0 && rng.Intn(2) == 0 {
+			if toOldOnes && seeded > 0 {
 				parent = fmt.Sprintf("seed-%d@example.com", 1+rng.Intn(seeded))
 			}
 			hdr = fmt.Sprintf("In-Reply-To: <%s>\r\nReferences: <%s>\r\n", parent, parent)
 		}
-		raw := fmt.Sprintf("From: c%d@example.com\r\nTo: support@example.test\r\nSubject: bench %d\r\nMessage-ID: <bench-%d@example.com>\r\n%sDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nThe export to CSV fails with error 500 since this morning.\r\n", i%500, i, i, hdr)
+		from := fmt.Sprintf("%x@example.com", sha256.Sum256([]byte(fmt.Sprint(i%500))))[32:]
+		raw := fmt.Sprintf("From: %s\r\nTo: support@example.test\r\nSubject: bench %d\r\nMessage-ID: <bench-%d@example.com>\r\n%sDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nThe export to CSV fails with error 500 since this morning.\r\n", from, i, i, hdr)
 		digest := sha256.Sum256([]byte(raw))
 		if _, err := tx.Exec(`INSERT INTO inbox (received, path, mail_from, rcpt_to, digest, raw) VALUES (?, 'smtp', ?, 'support@example.test', ?, ?)`,
-			time.Now().Unix(), fmt.Sprintf("c%d@example.com", i%500), digest[:], []byte(raw)); err != nil {
+			time.Now().Unix(), from, digest[:], []byte(raw)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	// Start the timed part from an empty WAL: copying the setup's writes back is not
+	// threading's cost.
+	if _, err := s.wdb.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -18,7 +18,7 @@ CREATE TABLE participants (
 	role      TEXT    NOT NULL,       -- customer, cc, agent
 	PRIMARY KEY (ticket_id, address)
 ) WITHOUT ROWID;
-CREATE INDEX participants_address ON participants(address);
+
 
 -- The history of each ticket: who changed what, and when.
 CREATE TABLE events (

@@ -148,12 +148,16 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Reads through a memory map (no syscall per page); shared by all connections.
+	q.Add("_pragma", "mmap_size(1073741824)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
 		// Checkpoints run on their own connection (checkpoint.go), off the commit path.
 		q.Add("_pragma", "wal_autocheckpoint(0)")
+		// The writer's page cache holds the hot index pages of a large store (KiB).
+		q.Add("_pragma", "cache_size(-65536)")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }

@@ -88,6 +88,9 @@ type outboundTable struct {
 	RetryBase         duration `toml:"retry_base"`
 	RetryMax          duration `toml:"retry_max"`
 	MaxAttempts       int      `toml:"max_attempts"`
+	DKIMKey           string   `toml:"dkim_key"`
+	DKIMSelector      string   `toml:"dkim_selector"`
+	DKIMDomain        string   `toml:"dkim_domain"`
 }
 
 type agentTable struct {
@@ -379,6 +382,14 @@ func (c fileConfig) validateOutbound() []problem {
 	}
 	if o.RetryBase.Duration < time.Second || o.RetryMax.Duration < o.RetryBase.Duration || o.MaxAttempts < 1 {
 		add("outbound.retry_base", "retry_base must be at least 1s, retry_max at least retry_base, max_attempts at least 1")
+	}
+	if (o.DKIMKey == "") != (o.DKIMSelector == "") {
+		add("outbound.dkim_key", "dkim_key and dkim_selector go together")
+	}
+	if o.DKIMKey != "" {
+		if _, err := os.Stat(o.DKIMKey); err != nil {
+			add("outbound.dkim_key", "%v", err)
+		}
 	}
 	if o.Templates != "" {
 		if fi, err := os.Stat(o.Templates); err != nil || !fi.IsDir() {

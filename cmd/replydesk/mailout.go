@@ -32,6 +32,19 @@ func (c fileConfig) responder(tokens *threads.Tokens) (*mailout.Responder, error
 		return nil, err
 	}
 	rc.SLA = tc.SLA
+	if c.Outbound.DKIMKey != "" {
+		domain := c.Outbound.DKIMDomain
+		if domain == "" {
+			from := c.Outbound.From
+			if from == "" {
+				from = c.Address[0].Email
+			}
+			domain = from[strings.LastIndexByte(from, '@')+1:]
+		}
+		if rc.DKIM, err = mailout.LoadDKIM(c.Outbound.DKIMKey, domain, c.Outbound.DKIMSelector); err != nil {
+			return nil, err
+		}
+	}
 	return mailout.NewResponder(rc, tpl, tokens), nil
 }
 
