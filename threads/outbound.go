@@ -92,12 +92,21 @@ func (s *Store) MailSent(ctx context.Context, ids ...int64) error {
 // MailRetry records a temporary failure and when to try again.
 func (s *Store) MailRetry(ctx context.Context, id int64, reason string, next time.Time) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.Exec(sqlOutboxRetry, next.Unix(), reason, id); err != nil {
+		if _, err := tx.Exec(sqlOutboxRetry, ceilUnix(next), reason, id); err != nil {
 			return err
 		}
 		_, err := tx.Exec(sqlOutboxMessageStatus, "queued", reason, id)
 		return err
 	})
+}
+
+// ceilUnix rounds up to whole seconds (how times are stored): a retry may come a little
+// late, never early.
+func ceilUnix(t time.Time) int64 {
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
 }
 
 // MailFailed records a permanent failure, visibly on the ticket and in status.

@@ -91,7 +91,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(fs.Output(), "usage: replydesk %s [flags] %s\n\n%s\n\nflags:\n", name, cmd.usage, cmd.summary)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(rest); err != nil {
+	positional, err := parseInterleaved(fs, rest)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	} else {
 		env.source = *configPath
 	}
-	if err := runCmd(ctx, env, fs.Args()); err != nil {
+	if err := runCmd(ctx, env, positional); err != nil {
 		fmt.Fprintf(stderr, "replydesk %s: %v\n", name, err)
 		var ee exitError
 		if errors.As(err, &ee) {
@@ -117,6 +118,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	return 0
+}
+
+// parseInterleaved accepts flags before and after positional arguments, as SPEC §7
+// writes them ("show N -json"); everything after "--" is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		before := len(args)
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if len(rest) < before && args[before-len(rest)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
 }
 
 // Exit statuses from sysexits.h, which MTAs understand.

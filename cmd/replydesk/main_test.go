@@ -124,7 +124,7 @@ func TestIngestPipeExitStatus(t *testing.T) {
 	if code, _, errOut := runCmd(t, customerMail, "ingest", "-config", cfg); code != 0 {
 		t.Fatalf("ingest: exit %d\n%s", code, errOut)
 	}
-	code, out, _ := runCmd(t, "", "show", "-config", cfg, "-json", "1")
+	code, out, _ := runCmd(t, "", "show", "1", "-json", "-config", cfg) // flags after N, as SPEC §7 writes them
 	if code != 0 || !strings.Contains(out, "My printer is on fire.") {
 		t.Fatalf("show 1 after the pipe: exit %d\n%s", code, out)
 	}

@@ -27,6 +27,7 @@ type capture struct {
 	addr     string
 	mu       sync.Mutex
 	got      []captured
+	dataAt   []time.Time // when each DATA command ended, accepted or not
 	tempFail int
 	reject   map[string]bool
 	onMail   func(captured)
@@ -100,6 +101,7 @@ func (s *captureSession) Data(r io.Reader) error {
 		return err
 	}
 	s.c.mu.Lock()
+	s.c.dataAt = append(s.c.dataAt, time.Now())
 	if s.c.tempFail > 0 {
 		s.c.tempFail--
 		s.c.mu.Unlock()
@@ -262,14 +264,17 @@ func TestSmarthostFaults(t *testing.T) {
 	sh.tempFail = 2
 	sh.reject["ana@example.test"] = true
 	addr, cfg := serveWithSmarthost(t, sh.addr, "")
-	start := time.Now()
 	if err := sendMail(addr, "alice@example.com", customerMessage("alice@example.com", "f1@example.com",
 		"Refund for invoice 42", "Please refund invoice 42, it was charged twice.")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the confirmation after two 451s", func() bool { return len(sh.to("alice@example.com")) == 1 })
-	if d := time.Since(start); d < time.Second {
-		t.Errorf("delivered after %s: no backoff", d)
+	sh.mu.Lock()
+	at := append([]time.Time{}, sh.dataAt...)
+	sh.mu.Unlock()
+	// Three attempts, each after a backoff (retry_base 1s, doubling, ±20% jitter).
+	if len(at) != 3 || at[1].Sub(at[0]) < 700*time.Millisecond || at[2].Sub(at[1]) < 1400*time.Millisecond {
+		t.Fatalf("DATA attempts at %v: want 3, spaced by the backoff", at)
 	}
 	var tk threads.Ticket
 	waitFor(t, "delivery states", func() bool {

@@ -20,8 +20,12 @@ func TestSwaksAgainstServe(t *testing.T) {
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n", addr))
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	go run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	}()
+	defer func() { stop(); <-done }() // serve must be gone before the temp dir is removed
 	waitFor(t, "the listener", func() bool { return sendProbe(addr) })
 	for _, args := range [][]string{
 		{"--header", "Message-Id: <swaks-1@example.com>", "--header", "Subject: Cannot log in", "--body", "The login page says error 42."},
