@@ -130,6 +130,11 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 		return ev, err
 	}
 	ev.Earlier, err = s.earlierTickets(tx, t.Customer, t.ID)
+	for _, e := range ev.Earlier {
+		if t.Language == "" && e.Language != "" {
+			t.Language = e.Language // the language of the customer's earlier tickets
+		}
+	}
 	return ev, err
 }
 
@@ -142,7 +147,7 @@ func (s *Store) earlierTickets(tx *sql.Tx, customer string, except int64) ([]Tic
 	var out []Ticket
 	for rows.Next() {
 		var t Ticket
-		if err := rows.Scan(&t.ID, &t.Subject, &t.Status); err != nil {
+		if err := rows.Scan(&t.ID, &t.Subject, &t.Status, &t.Language); err != nil {
 			return nil, err
 		}
 		out = append(out, t)

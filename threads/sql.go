@@ -48,7 +48,7 @@ const (
 	sqlIsBouncing          = `SELECT count(*) FROM bouncing WHERE address = ?`
 	sqlAutoRepliesTo       = `SELECT count(*) FROM autoreplies WHERE address = ? AND at >= ?`
 	sqlAutoRepliesOn       = `SELECT count(*) FROM autoreplies WHERE ticket_id = ? AND at >= ?`
-	sqlEarlierTickets      = `SELECT id, subject, status FROM tickets WHERE customer = ? AND id <> ? AND merged_into IS NULL ORDER BY id DESC LIMIT 5`
+	sqlEarlierTickets      = `SELECT id, subject, status, language FROM tickets WHERE customer = ? AND id <> ? AND merged_into IS NULL ORDER BY id DESC LIMIT 5`
 	sqlQueueOutbox         = `INSERT INTO outbox (message_row, ticket_id, kind, mail_from, rcpt_to, raw, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlLogAutoReply        = `INSERT INTO autoreplies (address, ticket_id, at) VALUES (?, ?, ?)`
 	sqlSetLanguage         = `UPDATE tickets SET language = ? WHERE id = ? AND language = ''`

@@ -25,6 +25,7 @@ type Ticket struct {
 	Created      time.Time  `json:"created"`
 	Updated      time.Time  `json:"updated"`
 	Due          *time.Time `json:"due"`
+	Language     string     `json:"language,omitempty"`    // the customer's, once known (en, es, pt)
 	Follows      *int64     `json:"follows,omitempty"`     // the resolved ticket this one follows up
 	MergedInto   *int64     `json:"merged_into,omitempty"` // its messages now live in this ticket
 
