@@ -15,6 +15,8 @@ import (
 	"time"
 
 	gomail "github.com/emersion/go-message/mail"
+
+	"github.com/replydesk/replydesk/threads"
 )
 
 // Draft is one mail, as typed values. Compose is the only place that turns values into
@@ -133,22 +135,9 @@ func checkAddress(a string) (string, error) {
 	return a, nil
 }
 
-// safeText makes a one-line header text: control characters become spaces. go-message
-// encodes the rest; this is the second lock on the same door.
-func safeText(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 900 {
-		s = s[:900]
-	}
-	return strings.ToValidUTF8(s, "")
-}
+// safeText makes a one-line header text (threads.OneLine); go-message encodes the rest:
+// this is the second lock on the same door.
+func safeText(s string) string { return threads.OneLine(s, 900) }
 
 func validID(id string) bool {
 	return id != "" && len(id) < 998 && !strings.ContainsAny(id, "<> \t\r\n\x00")

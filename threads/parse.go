@@ -111,7 +111,7 @@ func Parse(raw []byte, lim ParseLimits) (p *Parsed) {
 
 // note records a parse problem; error texts may quote raw message bytes, so the note is
 // made valid, single-line UTF-8 first.
-func (p *Parsed) note(s string) { p.Notes = append(p.Notes, cleanLine(s, 500)) }
+func (p *Parsed) note(s string) { p.Notes = append(p.Notes, OneLine(s, 500)) }
 
 func (p *Parsed) malformed(reason string) {
 	p.Malformed = true
@@ -152,7 +152,7 @@ func (p *Parsed) readHeader() {
 	if err != nil {
 		p.note("subject: " + err.Error())
 	}
-	p.Subject = cleanLine(subject, 998)
+	p.Subject = OneLine(subject, 998)
 	if d, err := h.Date(); err == nil {
 		p.Date = d.UTC()
 	} else if h.Has("Date") {
@@ -181,7 +181,7 @@ func (p *Parsed) fallbackHeader(raw []byte) {
 		case "references":
 			p.References = MsgIDList(value)
 		case "subject":
-			p.Subject = cleanLine(decodeWords(value), 998)
+			p.Subject = OneLine(decodeWords(value), 998)
 		case "from":
 			if a, err := mail.ParseAddress(strings.TrimSpace(value)); err == nil {
 				p.From, p.FromName = normalizeAddress(a.Address), a.Name
@@ -256,8 +256,9 @@ func normalizeAddress(a string) string {
 	return a
 }
 
-// cleanLine makes a one-line display value: valid UTF-8, no control characters, capped.
-func cleanLine(s string, max int) string {
+// OneLine makes a one-line display or header value: valid UTF-8, no control characters
+// (CR, LF and NUL become spaces), runs of space collapsed, at most max bytes.
+func OneLine(s string, max int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
@@ -437,10 +438,10 @@ func textprotoHeader(b []byte) (message.Header, error) {
 
 func partName(h message.Header, ctParams map[string]string) string {
 	if name, err := (&gomail.AttachmentHeader{Header: h}).Filename(); err == nil && name != "" {
-		return cleanLine(name, 255)
+		return OneLine(name, 255)
 	}
 	if name := ctParams["name"]; name != "" {
-		return cleanLine(decodeWords(name), 255)
+		return OneLine(decodeWords(name), 255)
 	}
 	return ""
 }
