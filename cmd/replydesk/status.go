@@ -9,7 +9,7 @@ import (
 )
 
 var statusCommand = command{
-	summary: "show intake paths, mail not yet filed, and malformed messages",
+	summary: "show intake paths, mail not yet filed, malformed mail, the outbox, overdue tickets",
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		asJSON := fs.Bool("json", false, "print one JSON object")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
@@ -44,6 +44,8 @@ var statusCommand = command{
 				st.Tickets["open"], st.Tickets["pending"], st.Tickets["resolved"], st.Tickets["suspended"])
 			fmt.Fprintf(w, "overdue (no first response by the SLA due time): %d %s\n", len(st.Overdue), ticketList(st.Overdue))
 			fmt.Fprintf(w, "bouncing addresses (no auto-replies until they write): %d\n", st.Bouncing)
+			o := st.Outbox
+			fmt.Fprintf(w, "outbox: %d queued, %d retrying, %d failed (see show on their tickets), %d sent\n", o.Queued, o.Retrying, o.Failed, o.Sent)
 			return nil
 		}
 	},
