@@ -72,11 +72,15 @@ func (o *Outbox) Run(ctx context.Context) {
 	}
 }
 
-// sleep waits for a wake-up, the next due time, or a minute.
+// idlePoll bounds how long mail queued by another process (`ingest` as the MTA's pipe)
+// waits to be noticed.
+const idlePoll = 5 * time.Second
+
+// sleep waits for a wake-up, the next due time, or idlePoll.
 func (o *Outbox) sleep(ctx context.Context) {
-	wait := time.Minute
+	wait := idlePoll
 	if next, ok, err := o.q.NextMailDue(ctx); err == nil && ok {
-		wait = max(time.Until(next), 10*time.Millisecond)
+		wait = min(max(time.Until(next), 10*time.Millisecond), idlePoll)
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
