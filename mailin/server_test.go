@@ -377,3 +377,17 @@ func TestShutdownGraceExpires(t *testing.T) {
 		t.Fatalf("%d stored from a cut-off session", n)
 	}
 }
+
+// TestMegabyteHeaderLine: a 1 MB header line (SPEC §9) is accepted and stored, not
+// refused by the protocol's line limit.
+func TestMegabyteHeaderLine(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(c *mailin.Config) { c.MaxMessageBytes = 4 << 20 }, nil)
+	c := dial(t, ts.smtp)
+	c.cmd("EHLO client.example", "250")
+	msg := "From: a@example.com\r\nSubject: long\r\nX-Long: " + strings.Repeat("x", 1<<20) + "\r\n\r\nbody\r\n"
+	c.sendMail("support@example.test", msg, "250")
+	if n := accepted(t, ts.store); n != 1 {
+		t.Fatalf("%d stored", n)
+	}
+}
