@@ -32,15 +32,15 @@ func TestHostileMessages(t *testing.T) {
 	for name, c := range map[string]struct {
 		raw, wantText, wantNote string
 	}{
-		"10,000 parts":          {parts.String(), "part 0", "more than 1000 MIME parts"},
-		"5,000 levels deep":     {nested.String(), "", "nesting deeper than 20"},
-		"1 MB header line":      {longHeader, "body after a 1 MB header line", ""},
-		"NUL bytes":             {nul, "beforeafter", ""},
-		"unknown charset":       {charset, "qapla'", "charset"},
-		"no header at all":      {"just text, no header\r\n", "just text", ""},
-		"empty":                 {"", "", ""},
-		"truncated multipart":   {"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\ncut off", "cut off", ""},
-		"bad base64":            {"From: a@example.com\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n", "", ""},
+		"10,000 parts":        {parts.String(), "part 0", "more than 1000 MIME parts"},
+		"5,000 levels deep":   {nested.String(), "", "nesting deeper than 20"},
+		"1 MB header line":    {longHeader, "body after a 1 MB header line", ""},
+		"NUL bytes":           {nul, "beforeafter", ""},
+		"unknown charset":     {charset, "qapla'", "charset"},
+		"no header at all":    {"just text, no header\r\n", "just text", ""},
+		"empty":               {"", "", ""},
+		"truncated multipart": {"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\ncut off", "cut off", ""},
+		"bad base64":          {"From: a@example.com\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n", "", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
