@@ -48,11 +48,13 @@ func (c *checkpointer) run() {
 	}
 }
 
-// stop ends the loop and truncates the WAL (all writes are done by now).
+// stop ends the loop with a last PASSIVE checkpoint. Not TRUNCATE: that waits for, and
+// blocks, the writer of any other process using the database (a running serve while an
+// ingest or set command closes).
 func (c *checkpointer) stop() error {
 	close(c.quit)
 	<-c.done
-	_, err := c.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	_, err := c.db.Exec("PRAGMA wal_checkpoint(PASSIVE)")
 	if err != nil {
 		c.log.Warn("final WAL checkpoint failed", "err", err)
 	}

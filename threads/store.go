@@ -148,16 +148,12 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	// Reads through a memory map (no syscall per page); shared by all connections.
-	q.Add("_pragma", "mmap_size(1073741824)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
 		// Checkpoints run on their own connection (checkpoint.go), off the commit path.
 		q.Add("_pragma", "wal_autocheckpoint(0)")
-		// The writer's page cache holds the hot index pages of a large store (KiB).
-		q.Add("_pragma", "cache_size(-65536)")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
@@ -213,9 +209,43 @@ func (s *Store) migrate() error {
 }
 
 // Close stops the writer (after the writes already queued) and closes the database.
+// OpenReader opens the database for reading only (tickets, show, export, status): no
+// writer, no checkpoints, nothing that could make a running serve wait. A data dir
+// without a database, or with an older schema, is opened with Open instead (creating or
+// migrating it), so a read command works on a fresh machine too.
+func OpenReader(cfg Config, log *slog.Logger) (*Store, error) {
+	path := filepath.Join(cfg.DataDir, "replydesk.db")
+	if _, err := os.Stat(path); err != nil {
+		return Open(cfg, log)
+	}
+	rdb, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	var v int
+	if err := rdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	switch {
+	case v > schemaVersion:
+		rdb.Close()
+		return nil, fmt.Errorf("database %s has schema version %d, newer than this replydesk (%d): upgrade replydesk", path, v, schemaVersion)
+	case v < schemaVersion:
+		rdb.Close()
+		return Open(cfg, log)
+	}
+	rdb.SetMaxOpenConns(4)
+	return &Store{cfg: cfg, log: log, path: path, rdb: rdb}, nil
+}
+
 // Close is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.writer == nil { // OpenReader
+			s.closeErr = s.rdb.Close()
+			return
+		}
 		s.writer.stop()
 		var ckErr error
 		if s.ckpt != nil {
@@ -239,5 +269,8 @@ func (s *Store) WriterStats() (commits, ops int64) {
 }
 
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.writer == nil {
+		return errors.New("store opened for reading only")
+	}
 	return s.writer.do(ctx, fn)
 }

@@ -260,3 +260,28 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestReaderNeverWrites: a reader opens no writer, works beside a writing store, and
+// refuses writes; a data dir with no database is created instead.
+func TestReaderNeverWrites(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, nil)
+	accept(t, s, testMail("reader@x", "hello"))
+	process(t, s)
+	r, err := OpenReader(s.cfg, s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if list, err := r.Tickets(context.Background(), TicketFilter{}); err != nil || len(list) != 1 {
+		t.Fatalf("reader sees %v, %v", list, err)
+	}
+	if err := r.SetTicket(context.Background(), 1, map[string]string{"status": "resolved"}, "t"); err == nil {
+		t.Fatal("a reader wrote")
+	}
+	fresh, err := OpenReader(Config{DataDir: t.TempDir()}, s.log)
+	if err != nil {
+		t.Fatalf("reader on a fresh data dir: %v", err)
+	}
+	fresh.Close()
+}

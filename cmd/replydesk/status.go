@@ -13,7 +13,7 @@ var statusCommand = command{
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		asJSON := fs.Bool("json", false, "print one JSON object")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
-			store, err := openStore(env)
+			store, err := openReader(env)
 			if err != nil {
 				return err
 			}

@@ -22,7 +22,7 @@ var ticketsCommand = command{
 		overdue := fs.Bool("overdue", false, "only open tickets past their first-response due time")
 		asJSON := fs.Bool("json", false, "print a JSON array")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
-			store, err := openStore(env)
+			store, err := openReader(env)
 			if err != nil {
 				return err
 			}
@@ -62,7 +62,7 @@ var showCommand = command{
 			if err != nil {
 				return err
 			}
-			store, err := openStore(env)
+			store, err := openReader(env)
 			if err != nil {
 				return err
 			}
@@ -92,7 +92,7 @@ var exportCommand = command{
 					return err
 				}
 			}
-			store, err := openStore(env)
+			store, err := openReader(env)
 			if err != nil {
 				return err
 			}

@@ -64,3 +64,12 @@ func openStore(env *cmdEnv) (*threads.Store, error) {
 	}
 	return threads.Open(tc, env.log)
 }
+
+// openReader is for commands that only read: they never make a running serve wait.
+func openReader(env *cmdEnv) (*threads.Store, error) {
+	tc, err := env.cfg.threadsConfig()
+	if err != nil {
+		return nil, err
+	}
+	return threads.OpenReader(tc, env.log)
+}
