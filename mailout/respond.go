@@ -61,32 +61,38 @@ var agentCommands = []string{"#note <text>", "#status open|pending|resolved", "#
 // on, a request for details) and a notification to the queue's agents; a customer reply
 // notifies the assignee or the queue's agents. Automatic and imported mail gets nothing.
 func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
-	if !f.Live || f.Auto || f.Kind != "customer" {
+	if !f.Live || f.Auto || f.Kind != "customer" || (f.Event != "opened" && f.Event != "customer_reply") {
+		return nil, nil
+	}
+	// Decide first, compose after: most mail under load (a sender past its limit, a queue
+	// without agents) causes nothing, and should cost nothing.
+	confirm := false
+	if f.Event == "opened" {
+		confirm, _ = r.mayAutoReply(f)
+	}
+	agents := r.agentsFor(f.Ticket)
+	if !confirm && len(agents) == 0 {
 		return nil, nil
 	}
 	lang := templates.Language(f.Message.ContentLanguage, f.Ticket.Language, f.Message.Subject+"\n"+f.Message.Text, r.cfg.DefaultLanguage)
 	var out []threads.OutMail
-	if f.Event == "opened" {
+	if confirm {
 		name := "confirmation"
 		if saysTooLittle(f.Message.Subject, f.Message.Text) {
 			name = "ask_details"
 		}
-		if ok, _ := r.mayAutoReply(f); ok {
-			m, err := r.customerMail(f, name, lang)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
+		m, err := r.customerMail(f, name, lang)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, m)
 	}
-	if f.Event == "opened" || f.Event == "customer_reply" {
-		for _, a := range r.agentsFor(f.Ticket) {
-			m, err := r.notification(f, a, lang)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
+	for _, a := range agents {
+		m, err := r.notification(f, a, lang)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, m)
 	}
 	return out, nil
 }

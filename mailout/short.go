@@ -24,13 +24,18 @@ var pleas = map[string]bool{
 // "falar com atendente"), or fewer than three words of substance, gets a request for
 // details instead of a plain confirmation.
 func saysTooLittle(subject, text string) bool {
+	if len(text) > 2000 {
+		return false // nobody writes 2000 bytes of "hello"
+	}
 	substance := 0
 	for _, w := range strings.FieldsFunc(strings.ToLower(subject+" "+text), func(r rune) bool {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
 	}) {
 		if !pleas[w] {
-			substance++
+			if substance++; substance >= 3 {
+				return false
+			}
 		}
 	}
-	return substance < 3
+	return true
 }

@@ -111,15 +111,19 @@ var categoryWords = map[string][]string{
 		"sugestão", "sugestao", "funcionalidade", "seria bom", "poderiam adicionar", "recurso novo"},
 }
 
-// categoryOf maps each keyword (lower case; phrases of up to three words) to its category.
-var categoryOf = func() map[string]string {
-	m := map[string]string{}
+// categoryOf maps each keyword (lower case; phrases of up to three words) to its
+// category; phraseStart holds the first words of the phrases.
+var categoryOf, phraseStart = func() (map[string]string, map[string]bool) {
+	m, starts := map[string]string{}, map[string]bool{}
 	for _, cat := range Categories[:4] {
 		for _, w := range categoryWords[cat] {
 			m[w] = cat
+			if first, _, ok := strings.Cut(w, " "); ok {
+				starts[first] = true
+			}
 		}
 	}
-	return m
+	return m, starts
 }()
 
 // categoryFromText guesses the category from keywords: the subject counts three times
@@ -145,13 +149,17 @@ func countKeywords(text string, weight int, score map[string]int) {
 	words := strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\'' && r != '-'
 	})
-	for i := range words {
-		phrase := ""
-		for n := 0; n < 3 && i+n < len(words); n++ {
-			if n > 0 {
-				phrase += " "
-			}
-			phrase += strings.Trim(words[i+n], "'-")
+	for i, w := range words {
+		w = strings.Trim(w, "'-")
+		if cat, ok := categoryOf[w]; ok {
+			score[cat] += weight
+		}
+		if !phraseStart[w] {
+			continue // phrases are looked up only after a word that can start one
+		}
+		phrase := w
+		for n := 1; n < 3 && i+n < len(words); n++ {
+			phrase += " " + strings.Trim(words[i+n], "'-")
 			if cat, ok := categoryOf[phrase]; ok {
 				score[cat] += weight
 			}

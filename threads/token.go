@@ -113,6 +113,9 @@ func TokenCandidates(addrs []string, body string) []string {
 	if len(body) > 1<<20 {
 		body = body[:1<<20]
 	}
+	if !strings.Contains(body, "ref:") && !strings.Contains(body, "REF:") && !strings.Contains(body, "Ref:") {
+		return out // the common case, without running the regexp over the whole body
+	}
 	for _, m := range refInBody.FindAllStringSubmatch(body, 10) {
 		out = append(out, m[1])
 	}
