@@ -13,6 +13,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/replydesk/replydesk/threads"
 )
 
 // fileConfig is the TOML file (SPEC §8), documented key by key in config.example.toml.
@@ -113,7 +115,8 @@ func (d *duration) UnmarshalText(b []byte) error {
 
 func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-var categories = []string{"billing", "technical", "account", "feature", "other"}
+// categories are threads'; the config names them, threads decides them.
+var categories = threads.Categories
 
 // defaultConfig is what replydesk runs with when there is no file (SPEC §7), and what a
 // file's missing keys fall back to.
@@ -132,11 +135,17 @@ func defaultConfig() fileConfig {
 		Outbound: outboundTable{Transport: "dir", TLS: "starttls", MaxConnections: 4,
 			AutoRepliesPer10m: 10, AutoRepliesPerDay: 50,
 			RetryBase: duration{time.Minute}, RetryMax: duration{2 * time.Hour}, MaxAttempts: 20},
-		SLA: map[string]duration{
-			"billing": {24 * time.Hour}, "account": {24 * time.Hour},
-			"technical": {48 * time.Hour}, "feature": {48 * time.Hour}, "other": {48 * time.Hour},
-		},
+		SLA: defaultSLA(),
 	}
+}
+
+// defaultSLA is threads.DefaultSLA in the file's terms (one list of defaults, not two).
+func defaultSLA() map[string]duration {
+	m := map[string]duration{}
+	for k, v := range threads.DefaultSLA {
+		m[k] = duration{v}
+	}
+	return m
 }
 
 // configErrors is every mistake found in a configuration file, each with its line.
