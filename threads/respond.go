@@ -18,15 +18,17 @@ type Responder interface {
 
 // Filed is what a Responder learns about a message just filed.
 type Filed struct {
-	Event    string // opened, customer_reply, agent_reply, auto_mail, bounce
-	Kind     string // customer, agent, auto, system
-	Live     bool   // false for imports (answer nobody) unless -notify
-	Auto     bool   // automatic mail: never answered
-	Flags    []string
-	Ticket   TicketInfo
-	Message  MessageInfo
-	Earlier  []Ticket // the customer's other tickets, newest first (at most 5)
-	Bouncing bool     // mail to the sender bounced; no auto-replies until they write
+	Event   string // opened, customer_reply, agent_reply, auto_mail, bounce
+	Kind    string // customer, agent, auto, system
+	Live    bool   // false for imports (answer nobody) unless -notify
+	Auto    bool   // automatic mail: never answered
+	Flags   []string
+	Ticket  TicketInfo
+	Message MessageInfo
+	// Earlier reads the customer's other tickets, newest first (at most 5), in the filing
+	// transaction; only mail that is actually sent needs them, so it is not read up front.
+	Earlier  func() ([]Ticket, error)
+	Bouncing bool // mail to the sender bounced; no auto-replies until they write
 	// Auto-replies already sent to this sender and on this ticket, for the rate limits.
 	RecentToSender, TodayToSender, RecentOnTicket, TodayOnTicket int
 }
@@ -129,13 +131,9 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 	if err != nil {
 		return ev, err
 	}
-	ev.Earlier, err = s.earlierTickets(tx, t.Customer, t.ID)
-	for _, e := range ev.Earlier {
-		if t.Language == "" && e.Language != "" {
-			t.Language = e.Language // the language of the customer's earlier tickets
-		}
-	}
-	return ev, err
+	customer, id := t.Customer, t.ID
+	ev.Earlier = func() ([]Ticket, error) { return s.earlierTickets(tx, customer, id) }
+	return ev, nil
 }
 
 func (s *Store) earlierTickets(tx *sql.Tx, customer string, except int64) ([]Ticket, error) {
