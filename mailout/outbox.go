@@ -103,7 +103,7 @@ func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
 	var sent []int64
 	var wg sync.WaitGroup
 	work := make(chan threads.OutboxItem)
-	for range 16 { // the transport caps real parallelism
+	for range min(16, len(items)) { // the transport caps real parallelism
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
