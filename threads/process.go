@@ -4,14 +4,26 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// processBatch is how many accepted messages one filing transaction carries: small
-// enough that a filing transaction delays the accepts queued behind it by only a few ms.
-const processBatch = 256
+// A filing transaction carries at most processBatch messages and batchBytes of raw mail:
+// small enough that it delays the accepts queued behind it by only a few ms, and that
+// memory does not follow the size of what arrives (parsing runs one batch ahead, so about
+// two batches are in memory, plus one message).
+const (
+	processBatch = 256
+	batchBytes   = 32 << 20
+)
+
+// fileAttempts is how often a message is tried on its own before it is set aside.
+const fileAttempts = 3
 
 // While mail is arriving, the processor pauses between batches (yieldStep at a time, up
 // to maxYield): a sender waiting for 250 goes first, and the backlog is filed at full
@@ -29,6 +41,9 @@ type pending struct {
 	mailFrom string
 	rcpts    []string
 	live     bool
+	size      int64 // of raw
+	attempts  int   // filing attempts on its own so far (fileAlone)
+	lastError string
 	raw      []byte // dropped once parsed
 	parsed   *Parsed
 }
@@ -52,9 +67,10 @@ func (s *Store) RunProcessor(ctx context.Context, interval time.Duration) {
 }
 
 // ProcessPending files every accepted, unprocessed message, oldest first, and returns how
-// many it filed. It is idempotent and resumable: a message is marked processed in the
-// transaction that files it, so after a crash nothing is filed twice or skipped. Parsing
-// runs one batch ahead of filing, so the two overlap on two cores.
+// many it filed or set aside. It is idempotent and resumable: a message is marked
+// processed in the transaction that files it, so after a crash nothing is filed twice or
+// skipped. Parsing runs one batch ahead of filing, so the two overlap on two cores. An
+// error means storage trouble: what was not filed stays waiting for the next call.
 func (s *Store) ProcessPending(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -63,12 +79,12 @@ func (s *Store) ProcessPending(ctx context.Context) (int, error) {
 	go s.parseAhead(ctx, batches, loadErr)
 	total := 0
 	for batch := range batches {
-		queued := 0
-		if err := s.write(ctx, func(tx *sql.Tx) (err error) { queued, err = s.fileAll(tx, batch); return err }); err != nil {
-			return total, fmt.Errorf("file messages %d-%d: %w", batch[0].id, batch[len(batch)-1].id, err)
-		}
+		queued, err := s.fileBatch(ctx, batch)
 		if queued > 0 && s.onQueued != nil {
 			s.onQueued()
+		}
+		if err != nil {
+			return total, fmt.Errorf("file messages %d-%d: %w", batch[0].id, batch[len(batch)-1].id, err)
 		}
 		total += len(batch)
 		s.yieldToArrivals(ctx)
@@ -81,20 +97,124 @@ func (s *Store) ProcessPending(ctx context.Context) (int, error) {
 	}
 }
 
+// fileBatch files a batch in one transaction. When a message makes that fail, each
+// message is filed in a transaction of its own, so the others go in; one that fails
+// fileAttempts times is set aside (setAside) and filing goes on. A storage failure
+// (disk full, I/O error, the store closing) is returned as is: nothing is set aside for
+// it, and the batch waits for the next run.
+func (s *Store) fileBatch(ctx context.Context, batch []*pending) (queued int, err error) {
+	var culprit error
+	err = s.write(ctx, func(tx *sql.Tx) (err error) {
+		queued, culprit = s.fileAll(tx, batch)
+		return culprit
+	})
+	if err == nil {
+		return queued, nil
+	}
+	if culprit == nil || storageTrouble(culprit) {
+		return 0, err
+	}
+	s.log.Warn("a batch failed; filing its messages one by one", "first", batch[0].id, "last", batch[len(batch)-1].id, "err", culprit)
+	queued = 0
+	for _, m := range batch {
+		n, err := s.fileAlone(ctx, m)
+		queued += n
+		if err != nil {
+			return queued, err
+		}
+	}
+	return queued, nil
+}
+
+// fileAlone files one message in its own transaction. Its failed attempts are counted
+// durably, so a message that cannot be filed is set aside even across restarts.
+func (s *Store) fileAlone(ctx context.Context, m *pending) (int, error) {
+	for m.attempts < fileAttempts {
+		var n int
+		var fileErr error
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			n, fileErr = s.file(tx, m)
+			return fileErr
+		})
+		if err == nil {
+			return n, nil
+		}
+		if fileErr == nil || storageTrouble(fileErr) {
+			return 0, err
+		}
+		s.log.Warn("message could not be filed", "inbox", m.id, "attempt", m.attempts+1, "err", fileErr)
+		if err := s.countAttempt(ctx, m, fileErr); err != nil {
+			return 0, err
+		}
+	}
+	return 0, s.setAside(ctx, m)
+}
+
+func (s *Store) countAttempt(ctx context.Context, m *pending, cause error) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(sqlCountFileAttempt, cause.Error(), m.id)
+		return err
+	})
+	if err == nil {
+		m.attempts++
+		m.lastError = cause.Error()
+	}
+	return err
+}
+
+// setAside takes a message out of filing: it stays stored raw, flagged with the reason,
+// listed by `status` and `show -inbox`, until `replydesk refile` puts it back.
+func (s *Store) setAside(ctx context.Context, m *pending) error {
+	reason := m.lastError
+	if reason == "" {
+		reason = fmt.Sprintf("filing failed %d times", m.attempts)
+	}
+	now := time.Now()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(sqlSetAside, reason, now.Unix(), m.id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Error("message set aside: it could not be filed; fix the cause, then run replydesk refile",
+		"inbox", m.id, "attempts", m.attempts, "reason", reason)
+	if s.onSetAside != nil {
+		s.onSetAside(m.id, reason)
+	}
+	return nil
+}
+
+// storageTrouble tells a failure of the store (full, read-only, I/O, busy, closing) from
+// a failure caused by one message: only the latter sets a message aside.
+func storageTrouble(err error) bool {
+	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY,
+		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+		sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOTADB:
+		return true
+	}
+	return false
+}
+
 // parseAhead loads and parses batches of accepted mail in id order and hands them over.
 func (s *Store) parseAhead(ctx context.Context, out chan<- []*pending, errc chan<- error) {
 	defer close(out)
 	after := int64(0)
 	for {
-		batch, err := s.loadPending(ctx, after, processBatch)
+		batch, err := s.loadBatch(ctx, after)
 		if err != nil || len(batch) == 0 {
 			if err != nil {
 				errc <- err
 			}
 			return
-		}
-		for _, m := range batch {
-			m.parsed = s.parseLogged(m)
 		}
 		after = batch[len(batch)-1].id
 		select {
@@ -121,6 +241,31 @@ func (s *Store) yieldToArrivals(ctx context.Context) {
 	}
 }
 
+// loadBatch reads the next waiting messages after id after, one raw message at a time,
+// parsing each and dropping its bytes, until processBatch messages or batchBytes of raw
+// mail and text (always at least one message).
+func (s *Store) loadBatch(ctx context.Context, after int64) ([]*pending, error) {
+	heads, err := s.loadPending(ctx, after, processBatch)
+	if err != nil {
+		return nil, err
+	}
+	var batch []*pending
+	var bytes int64
+	for _, m := range heads {
+		if len(batch) > 0 && bytes+m.size > batchBytes {
+			break
+		}
+		if err := s.rdb.QueryRowContext(ctx, sqlRawMessage, m.id).Scan(&m.raw); err != nil {
+			return nil, fmt.Errorf("load accepted message %d: %w", m.id, err)
+		}
+		m.parsed = s.parseLogged(m)
+		bytes += m.size + int64(len(m.parsed.Body))
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// loadPending lists waiting messages without their bytes.
 func (s *Store) loadPending(ctx context.Context, after int64, limit int) ([]*pending, error) {
 	rows, err := s.rdb.QueryContext(ctx, sqlLoadPending, after, limit)
 	if err != nil {
@@ -132,7 +277,7 @@ func (s *Store) loadPending(ctx context.Context, after int64, limit int) ([]*pen
 		var m pending
 		var received int64
 		var rcpts string
-		if err := rows.Scan(&m.id, &received, &m.path, &m.mailFrom, &rcpts, &m.live, &m.raw); err != nil {
+		if err := rows.Scan(&m.id, &received, &m.path, &m.mailFrom, &rcpts, &m.live, &m.size, &m.attempts, &m.lastError); err != nil {
 			return nil, fmt.Errorf("load accepted mail: %w", err)
 		}
 		m.received = time.Unix(received, 0).UTC()
@@ -152,7 +297,7 @@ func (s *Store) parseLogged(m *pending) *Parsed {
 }
 
 // fileAll files a batch inside one write transaction; the first message it cannot file
-// fails the batch, which the writer then retries message by message.
+// fails the batch (fileBatch then files them one by one).
 func (s *Store) fileAll(tx *sql.Tx, batch []*pending) (queued int, err error) {
 	for _, m := range batch {
 		n, err := s.file(tx, m)

@@ -68,7 +68,14 @@ const (
 	sqlInsertRef           = `INSERT INTO refs (message_row, ref) VALUES (?, ?)`
 	sqlTicketOfMessageID   = `SELECT ticket_id FROM messages WHERE message_id = ? ORDER BY id LIMIT 1`
 	sqlTicketReferencing   = `SELECT m.ticket_id FROM refs r JOIN messages m ON m.id = r.message_row WHERE r.ref = ? ORDER BY r.message_row LIMIT 1`
-	sqlLoadPending         = `SELECT id, received, path, mail_from, rcpt_to, live, raw FROM inbox WHERE processed = 0 AND id > ? ORDER BY id LIMIT ?`
+	sqlLoadPending         = `SELECT id, received, path, mail_from, rcpt_to, live, length(raw), attempts, last_error FROM inbox WHERE processed = 0 AND id > ? ORDER BY id LIMIT ?`
+	sqlSetAsideList        = `SELECT id, received, path, mail_from, attempts, last_error FROM inbox WHERE processed = 2 ORDER BY id DESC LIMIT ?`
+	sqlCountSetAside       = `SELECT count(*) FROM inbox WHERE processed = 2`
+	sqlRefile              = `UPDATE inbox SET processed = 0, attempts = 0, set_aside_at = NULL WHERE processed = 2 AND (?1 = 0 OR id = ?1)`
+	sqlInboxMessage        = `SELECT i.received, i.path, i.remote, i.mail_from, i.rcpt_to, length(i.raw), i.processed, i.attempts, i.last_error,
+		coalesce((SELECT m.ticket_id FROM messages m WHERE m.inbox_id = i.id), 0), substr(i.raw, 1, ?2) FROM inbox i WHERE i.id = ?1`
+	sqlCountFileAttempt    = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
+	sqlSetAside            = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
 	sqlIntakeError         = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
 	sqlIntakeListen        = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
 	sqlCountMalformed      = `SELECT count(*) FROM messages WHERE malformed = 1`

@@ -21,7 +21,7 @@ import (
 
 // schemaVersion is the version schema.sql creates. A database with a newer version was
 // written by a newer replydesk and is refused; an older one is migrated at start-up.
-const schemaVersion = 3
+const schemaVersion = 4
 
 var (
 	//go:embed schema.sql
@@ -30,10 +30,12 @@ var (
 	schemaV2 string
 	//go:embed schema3.sql
 	schemaV3 string
+	//go:embed schema4.sql
+	schemaV4 string
 )
 
 // migrations[v] upgrades a database from version v to v+1. Version 0 is an empty file.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 // Config is what the store and the filing rules need to know.
 type Config struct {
@@ -61,19 +63,20 @@ type Address struct {
 // Store is the replydesk database. It has one writer goroutine that group-commits every
 // write (see writer.go) and a pool of read-only connections.
 type Store struct {
-	cfg       Config
-	log       *slog.Logger
-	path      string
-	wdb       *sql.DB // exactly one connection, owned by the writer goroutine
-	rdb       *sql.DB // read-only pool
-	tokens    *Tokens
-	tagRe     *regexp.Regexp // "[<name> #<n>]"
-	writer    *writer
-	sql       *prepared // hot-path statements on wdb
-	ckpt      *checkpointer
-	responder Responder     // composes the mail a filed message causes; nil: none
-	onQueued  func()        // called after a filing transaction that queued mail commits
-	wake      chan struct{} // one slot: new mail was accepted, the processor should look
+	cfg        Config
+	log        *slog.Logger
+	path       string
+	wdb        *sql.DB // exactly one connection, owned by the writer goroutine
+	rdb        *sql.DB // read-only pool
+	tokens     *Tokens
+	tagRe      *regexp.Regexp // "[<name> #<n>]"
+	writer     *writer
+	sql        *prepared // hot-path statements on wdb
+	ckpt       *checkpointer
+	responder  Responder                        // composes the mail a filed message causes; nil: none
+	onQueued   func()                           // called after a filing transaction that queued mail commits
+	onSetAside func(inbox int64, reason string) // called when a message is set aside
+	wake       chan struct{}                    // one slot: new mail was accepted, the processor should look
 
 	closeOnce sync.Once
 	closeErr  error
@@ -179,33 +182,45 @@ func (s *Store) checkPragmas() error {
 	return nil
 }
 
+// migrate brings the schema to schemaVersion. Each step reads the version inside its own
+// immediate transaction, so processes starting at once on a new data dir (concurrent
+// `ingest` runs from an MTA) take turns: the first creates the schema, the others see it.
 func (s *Store) migrate() error {
+	for {
+		done, err := s.migrateStep()
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func (s *Store) migrateStep() (done bool, err error) {
+	tx, err := s.wdb.Begin() // BEGIN IMMEDIATE (dsn): the write lock, before reading
+	if err != nil {
+		return false, fmt.Errorf("read schema version: %w", err)
+	}
+	defer tx.Rollback()
 	var v int
-	if err := s.wdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	if err := tx.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return false, fmt.Errorf("read schema version: %w", err)
 	}
 	if v > schemaVersion {
-		return fmt.Errorf("database %s has schema version %d, newer than this replydesk (%d): upgrade replydesk", s.path, v, schemaVersion)
+		return false, fmt.Errorf("database %s has schema version %d, newer than this replydesk (%d): upgrade replydesk", s.path, v, schemaVersion)
 	}
-	for ; v < schemaVersion; v++ {
-		tx, err := s.wdb.Begin()
-		if err != nil {
-			return fmt.Errorf("migrate to version %d: %w", v+1, err)
-		}
-		if _, err := tx.Exec(migrations[v]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate to version %d: %w", v+1, err)
-		}
-		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate to version %d: %w", v+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", v+1, err)
-		}
-		s.log.Info("database migrated", "path", s.path, "version", v+1)
+	if v == schemaVersion {
+		return true, nil
 	}
-	return nil
+	if _, err := tx.Exec(migrations[v]); err != nil {
+		return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+	}
+	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+	}
+	s.log.Info("database migrated", "path", s.path, "version", v+1)
+	return false, nil
 }
 
 // Close stops the writer (after the writes already queued) and closes the database.

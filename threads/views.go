@@ -284,6 +284,8 @@ type Status struct {
 	Bouncing       int64          `json:"bouncing"` // addresses that get no auto-replies until they write
 	Outbox         OutboxStatus   `json:"outbox"`
 	Malformed      []Malformed    `json:"malformed"`
+	SetAsideCount  int64          `json:"set_aside_count"` // could not be filed: see SetAside, refile
+	SetAside       []SetAside     `json:"set_aside"`
 	Tickets        map[string]int `json:"tickets"` // count by status
 	SchemaVer      int            `json:"schema_version"`
 	Database       string         `json:"database"`
@@ -326,10 +328,11 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 		s.rdb.QueryRowContext(ctx, sqlCountAccepted).Scan(&st.Accepted),
 		s.rdb.QueryRowContext(ctx, sqlCountUnprocessed).Scan(&st.Unfiled),
 		s.rdb.QueryRowContext(ctx, sqlCountMalformed).Scan(&st.MalformedCount),
+		s.rdb.QueryRowContext(ctx, sqlCountSetAside).Scan(&st.SetAsideCount),
 		s.rdb.QueryRowContext(ctx, sqlCountBouncing).Scan(&st.Bouncing),
 		s.rdb.QueryRowContext(ctx, sqlOutboxCounts).Scan(&st.Outbox.Queued, &st.Outbox.Retrying, &st.Outbox.Failed, &st.Outbox.Sent),
 		s.overdue(ctx, &st),
-		s.intakeStatus(ctx, &st), s.ticketCounts(ctx, &st), s.malformedList(ctx, &st))
+		s.intakeStatus(ctx, &st), s.ticketCounts(ctx, &st), s.malformedList(ctx, &st), s.setAsideList(ctx, &st))
 	if err != nil {
 		return st, fmt.Errorf("status: %w", err)
 	}
