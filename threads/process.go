@@ -35,17 +35,17 @@ const (
 
 // pending is an accepted message waiting to be filed.
 type pending struct {
-	id       int64
-	received time.Time
-	path     string
-	mailFrom string
-	rcpts    []string
-	live     bool
+	id        int64
+	received  time.Time
+	path      string
+	mailFrom  string
+	rcpts     []string
+	live      bool
 	size      int64 // of raw
 	attempts  int   // filing attempts on its own so far (fileAlone)
 	lastError string
-	raw      []byte // dropped once parsed
-	parsed   *Parsed
+	raw       []byte // dropped once parsed
+	parsed    *Parsed
 }
 
 // RunProcessor files accepted messages into tickets until ctx ends: at once when woken by

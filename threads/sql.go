@@ -74,19 +74,19 @@ const (
 	sqlRefile              = `UPDATE inbox SET processed = 0, attempts = 0, set_aside_at = NULL WHERE processed = 2 AND (?1 = 0 OR id = ?1)`
 	sqlInboxMessage        = `SELECT i.received, i.path, i.remote, i.mail_from, i.rcpt_to, length(i.raw), i.processed, i.attempts, i.last_error,
 		coalesce((SELECT m.ticket_id FROM messages m WHERE m.inbox_id = i.id), 0), substr(i.raw, 1, ?2) FROM inbox i WHERE i.id = ?1`
-	sqlCountFileAttempt    = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
-	sqlSetAside            = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
-	sqlIntakeError         = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
-	sqlIntakeListen        = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
-	sqlCountMalformed      = `SELECT count(*) FROM messages WHERE malformed = 1`
-	sqlCountAccepted       = `SELECT count(*) FROM inbox`
-	sqlCountUnprocessed    = `SELECT count(*) FROM inbox WHERE processed = 0`
-	sqlRawMessage          = `SELECT raw FROM inbox WHERE id = ?`
-	sqlIntakeStatus        = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
-	sqlTicketCounts        = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
-	sqlMalformedList       = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
-	sqlTicketColumns       = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
-	sqlMessagesOfTicket    = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
+	sqlCountFileAttempt = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
+	sqlSetAside         = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
+	sqlIntakeError      = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
+	sqlIntakeListen     = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
+	sqlCountMalformed   = `SELECT count(*) FROM messages WHERE malformed = 1`
+	sqlCountAccepted    = `SELECT count(*) FROM inbox`
+	sqlCountUnprocessed = `SELECT count(*) FROM inbox WHERE processed = 0`
+	sqlRawMessage       = `SELECT raw FROM inbox WHERE id = ?`
+	sqlIntakeStatus     = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
+	sqlTicketCounts     = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
+	sqlMalformedList    = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
+	sqlTicketColumns    = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
+	sqlMessagesOfTicket = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
 		coalesce(m.text, m.body), m.body, m.attachments, m.matched_by, m.flags, m.notes, coalesce(m.inbox_id, 0),
 		coalesce(m.delivery_status, ''), m.delivery_error, coalesce(o.attempts, 0), o.next_attempt
 		FROM messages m LEFT JOIN outbox o ON o.message_row = m.id WHERE m.ticket_id = ? ORDER BY m.date, m.id`
