@@ -38,12 +38,16 @@ func ReadMessage(r io.Reader, max int64) ([]byte, error) {
 	return raw, nil
 }
 
-// ImportItem is one message found by ScanImport: where its bytes are and its Date.
+// ImportItem is one message found by ScanImport: where its bytes are, its Date, and
+// the ids that order it among the others.
 type ImportItem struct {
 	File   string
 	Offset int64
 	Length int64
 	Date   time.Time
+
+	id      string   // its Message-ID, normalised by threadID
+	parents []string // the ids it names in In-Reply-To and References
 }
 
 func (it ImportItem) String() string {
@@ -57,7 +61,9 @@ func (it ImportItem) String() string {
 // cur/ and new/ is a maildir, any other folder is searched for message files; a file that
 // starts with "From " and holds several messages is an mbox, else one message. Items come
 // back in Date order (file order for equal dates), so a backfill threads as live mail
-// would. Files that are not mail are skipped and reported in skipped.
+// would, except that a message always comes after the messages it replies to (a sender's
+// clock can be hours off, and a reply filed before its parent can start a ticket of its
+// own). Files that are not mail are skipped and reported in skipped.
 func ScanImport(paths []string, max int64) (items []ImportItem, skipped []string, err error) {
 	for _, p := range paths {
 		fi, err := os.Stat(p)
@@ -86,7 +92,51 @@ func ScanImport(paths []string, max int64) (items []ImportItem, skipped []string
 		}
 	}
 	sort.SliceStable(items, func(i, j int) bool { return items[i].Date.Before(items[j].Date) })
-	return items, skipped, nil
+	return parentsFirst(items), skipped, nil
+}
+
+// parentsFirst keeps the order of items, except that each message is moved after the
+// messages of the import it names as parents (a depth-first walk; a cycle of forged
+// references is broken where it is found).
+func parentsFirst(items []ImportItem) []ImportItem {
+	byID := make(map[string]int, len(items))
+	for i, it := range items {
+		if _, dup := byID[it.id]; it.id != "" && !dup {
+			byID[it.id] = i
+		}
+	}
+	const (
+		unseen = iota
+		visiting
+		done
+	)
+	state := make([]byte, len(items))
+	out := make([]ImportItem, 0, len(items))
+	type frame struct{ item, next int }
+	for root := range items {
+		if state[root] != unseen {
+			continue
+		}
+		stack := []frame{{root, 0}}
+		state[root] = visiting
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			it := items[top.item]
+			if top.next < len(it.parents) {
+				p, ok := byID[it.parents[top.next]]
+				top.next++
+				if ok && state[p] == unseen {
+					state[p] = visiting
+					stack = append(stack, frame{p, 0})
+				}
+				continue
+			}
+			state[top.item] = done
+			out = append(out, it)
+			stack = stack[:len(stack)-1]
+		}
+	}
+	return out
 }
 
 func isMaildir(dir string) bool {
@@ -153,10 +203,9 @@ func scanFile(path string, max int64) ([]ImportItem, error) {
 		if int64(sp[1]-sp[0]) > max {
 			return nil, fmt.Errorf("%w (%d bytes at offset %d)", ErrTooLarge, sp[1]-sp[0], sp[0])
 		}
-		items = append(items, ImportItem{
-			File: path, Offset: int64(sp[0]), Length: int64(sp[1] - sp[0]),
-			Date: headerDate(data[sp[0]:sp[1]], fi.ModTime()),
-		})
+		it := ImportItem{File: path, Offset: int64(sp[0]), Length: int64(sp[1] - sp[0])}
+		it.readHeader(data[sp[0]:sp[1]], fi.ModTime())
+		items = append(items, it)
 	}
 	return items, nil
 }
@@ -211,8 +260,10 @@ func mboxSpans(data []byte) [][2]int {
 	return spans
 }
 
-// headerDate reads the Date header cheaply; mail without a readable one sorts by fallback.
-func headerDate(raw []byte, fallback time.Time) time.Time {
+// readHeader reads Date, Message-ID and the parents cheaply; mail without a readable
+// Date sorts by fallback.
+func (it *ImportItem) readHeader(raw []byte, fallback time.Time) {
+	it.Date = fallback
 	if bytes.HasPrefix(raw, []byte("From ")) {
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
 			raw = raw[i+1:]
@@ -220,13 +271,36 @@ func headerDate(raw []byte, fallback time.Time) time.Time {
 	}
 	msg, err := mail.ReadMessage(bufio.NewReader(bytes.NewReader(raw)))
 	if err != nil {
-		return fallback
+		return
 	}
-	d, err := msg.Header.Date()
-	if err != nil {
-		return fallback
+	if d, err := msg.Header.Date(); err == nil {
+		it.Date = d
 	}
-	return d
+	if ids := threadIDs(msg.Header.Get("Message-Id")); len(ids) > 0 {
+		it.id = ids[0]
+	}
+	it.parents = append(threadIDs(msg.Header.Get("In-Reply-To")), threadIDs(msg.Header.Get("References"))...)
+}
+
+// threadIDs lists the <ids> in a header value, without brackets and whitespace,
+// lower-cased: enough to order an import (threads does the real matching).
+func threadIDs(v string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			return out
+		}
+		j := strings.IndexByte(v[i:], '>')
+		if j < 0 {
+			return out
+		}
+		id := strings.ToLower(strings.Join(strings.Fields(v[i+1:i+j]), ""))
+		if id != "" {
+			out = append(out, id)
+		}
+		v = v[i+j+1:]
+	}
 }
 
 // ImportSummary counts what an import did.

@@ -95,7 +95,7 @@ func TestNotmuchThreadingCorpus(t *testing.T) {
 	t.Parallel()
 	base := corpusOrSkip(t, "threads/notmuch")
 	for _, name := range []string{"default", "threading", "lkml"} {
-		for _, order := range []string{"file order", "shuffled"} {
+		for _, order := range []string{"import order", "file order", "shuffled"} {
 			for _, asList := range []bool{true, false} {
 				kind := "as list mail"
 				if !asList {
@@ -112,8 +112,18 @@ func TestNotmuchThreadingCorpus(t *testing.T) {
 						return err
 					})
 					sort.Strings(files)
-					if order == "shuffled" {
+					switch order {
+					case "shuffled":
 						rand.New(rand.NewSource(42)).Shuffle(len(files), func(i, j int) { files[i], files[j] = files[j], files[i] })
+					case "import order": // what `replydesk ingest` does: by Date, parents first
+						items, _, err := mailin.ScanImport(files, 1<<30)
+						if err != nil {
+							t.Fatal(err)
+						}
+						files = files[:0]
+						for _, it := range items {
+							files = append(files, it.File)
+						}
 					}
 					s := openTestStore(t, nil)
 					for _, f := range files {
@@ -141,9 +151,13 @@ func TestNotmuchThreadingCorpus(t *testing.T) {
 					precision, recall := ratio(tp, tp+fp), ratio(tp, tp+fn)
 					t.Logf("%s, %s, %s: %d files, %d stored, %d messages; pairs: %d right, %d wrongly joined, %d missed; precision %.3f recall %.3f",
 						name, order, kind, len(files), stored, len(want), tp, fp, fn, precision, recall)
-					// Never a wrong join. Missed pairs are allowed only for list mail: it is
-					// automatic mail (List-Id), and a late automatic message merges no tickets.
-					if fp > 0 || (fn > 0 && !asList) {
+					// Never a wrong join. In import order (parents first) every link is found.
+					// Out of order, a late message merges the tickets its replies opened only
+					// when its sender takes part in each of them (one customer's mail never
+					// moves into another's ticket), and late list mail merges only tickets of
+					// list mail: in this corpus of many authors, some links stay missed, by
+					// design. The floor catches a rule that stops merging at all.
+					if fp > 0 || order == "import order" && !asList && fn > 0 || recall < 0.5 {
 						t.Errorf("%s", describeDifferences(want, got))
 					}
 				})

@@ -350,11 +350,17 @@ func (s *Store) fileOne(tx *sql.Tx, m *pending) (*filing, error) {
 	if err := s.placeInTicket(tx, f); err != nil {
 		return f, err
 	}
+	merges, err := s.mergesDue(tx, f)
+	if err != nil {
+		return f, err
+	}
 	if err := s.storeFiled(tx, f); err != nil {
 		return f, err
 	}
-	if err := s.mergeReferencing(tx, f); err != nil {
-		return f, err
+	for _, from := range merges {
+		if err := s.mergeTicket(tx, from, f.ticket, f.m.received, f.m.parsed.MessageID); err != nil {
+			return f, err
+		}
 	}
 	return f, s.respond(tx, f)
 }
@@ -464,7 +470,7 @@ func (s *Store) insertMessage(tx *sql.Tx, ticket, inboxID int64, direction, kind
 	}
 	res, err := tx.Stmt(s.sql.insertMessage).Exec(ticket, inbox, direction, kind, p.MessageID, p.From,
 		jsonList(p.To), jsonList(p.Cc), p.Subject, date.Unix(), nil, p.Body, jsonValue(p.Attachments),
-		matchedBy, jsonList(flags), jsonList(notes), p.Malformed)
+		matchedBy, jsonList(flags), jsonList(notes), p.Malformed, listID(p))
 	if err != nil {
 		return 0, err
 	}

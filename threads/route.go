@@ -47,7 +47,7 @@ func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 	if err != nil {
 		return r, err
 	}
-	hdrTicket, err := s.headerTicket(tx, p)
+	hdrTicket, err := s.headerTicket(tx, p, &r)
 	if err != nil {
 		return r, err
 	}
@@ -101,6 +101,9 @@ func (s *Store) tokenTicket(tx *sql.Tx, m *pending, r *routing) (int64, error) {
 			r.note("ignored a reply token naming #%d, which does not exist", claim.Ticket)
 			continue
 		}
+		if claim.Ticket, err = s.liveTicket(tx, claim.Ticket, r); err != nil {
+			return 0, err
+		}
 		if claim.Agent != "" {
 			if agent := s.agentByHash(claim.Agent); agent != "" && strings.EqualFold(agent, p.From) {
 				r.agent = agent
@@ -116,16 +119,20 @@ func (s *Store) tokenTicket(tx *sql.Tx, m *pending, r *routing) (int64, error) {
 
 // headerTicket finds the ticket of any message named in In-Reply-To/References (newest
 // first), or of a stored message that names this one (it arrived late).
-func (s *Store) headerTicket(tx *sql.Tx, p *Parsed) (int64, error) {
+func (s *Store) headerTicket(tx *sql.Tx, p *Parsed, r *routing) (int64, error) {
 	for _, id := range newestFirst(p) {
 		if t, err := s.ticketOfMessageID(tx, id); err != nil || t != 0 {
 			return t, err
 		}
 	}
-	if p.MessageID != "" {
-		return s.ticketReferencing(tx, p.MessageID)
+	if p.MessageID == "" {
+		return 0, nil
 	}
-	return 0, nil
+	t, err := s.ticketReferencing(tx, p.MessageID)
+	if err != nil || t == 0 {
+		return 0, err
+	}
+	return s.liveTicket(tx, t, r)
 }
 
 // routeBySubject: "[<name> #<n>]" counts only for someone who takes part in ticket n; a
@@ -138,6 +145,9 @@ func (s *Store) routeBySubject(tx *sql.Tx, p *Parsed, r *routing) error {
 	}
 	exists, err := s.ticketExists(tx, n)
 	if err != nil || !exists {
+		return err
+	}
+	if n, err = s.liveTicket(tx, n, r); err != nil {
 		return err
 	}
 	part, err := s.takesPart(tx, n, p.From)
@@ -219,15 +229,42 @@ func (s *Store) ticketExists(tx *sql.Tx, id int64) (bool, error) {
 
 // takesPart: the address is a participant of the ticket, or one of our agents.
 func (s *Store) takesPart(tx *sql.Tx, ticket int64, addr string) (bool, error) {
+	if s.isAgent(addr) {
+		return true, nil
+	}
+	return s.participates(tx, ticket, addr)
+}
+
+// participates: the address is a participant of the ticket (customer, cc, agent who
+// acted). Unlike takesPart, a From that merely names an agent is not enough.
+func (s *Store) participates(tx *sql.Tx, ticket int64, addr string) (bool, error) {
 	addr = strings.ToLower(addr)
 	if addr == "" {
 		return false, nil
 	}
-	if s.isAgent(addr) {
-		return true, nil
-	}
 	t, err := scanTicketID(tx.Stmt(s.sql.isParticipant).QueryRow(ticket, addr))
 	return t != 0, err
+}
+
+// maxMergeChain bounds how far liveTicket follows merged_into (a merged ticket's target
+// can itself be merged later).
+const maxMergeChain = 32
+
+// liveTicket follows merged_into from ticket to the ticket its messages live in now:
+// a token or tag naming a merged ticket lands where that conversation went.
+func (s *Store) liveTicket(tx *sql.Tx, ticket int64, r *routing) (int64, error) {
+	start := ticket
+	for range maxMergeChain {
+		next, err := scanTicketID(tx.Stmt(s.sql.mergedInto).QueryRow(ticket))
+		if err != nil || next == 0 {
+			if err == nil && ticket != start {
+				r.note("#%d was merged into #%d", start, ticket)
+			}
+			return ticket, err
+		}
+		ticket = next
+	}
+	return ticket, nil
 }
 
 func (s *Store) isAgent(addr string) bool {

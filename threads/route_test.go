@@ -280,6 +280,42 @@ func TestRouting(t *testing.T) {
 				t.Fatalf("merged ticket still listed: %d tickets", len(list))
 			}
 		},
+		"a stranger claiming an id a customer's reply names merges nothing": func(t *testing.T, s *Store) {
+			deliver(t, s, "customer-cc-reply.eml", customer)                // #1, Alice's
+			deliver(t, s, "stranger-first.eml", "bob@evil.example")         // #2, Bob's
+			deliver(t, s, "stranger-claims-parent.eml", "bob@evil.example") // Bob's reply to #2, claiming the id
+			alice, _ := filed(t, s, "alice-cc@example.com")
+			if alice.ID != 1 || alice.MergedInto != nil || alice.MessageCount != 1 || alice.Customer != customer {
+				t.Fatalf("Alice's ticket after Bob's mail: %+v", alice)
+			}
+			m := expectFiled(t, s, "colleague-note@corp.example", 2, "headers")
+			expectNote(t, m, "does not take part in it; not merged")
+			if list, _ := s.Tickets(context.Background(), TicketFilter{}); len(list) != 2 {
+				t.Fatalf("%d tickets listed, want 2", len(list))
+			}
+		},
+		"a token of a merged ticket lands where its messages went": func(t *testing.T, s *Store) {
+			deliver(t, s, "parent.eml", customer)       // #1
+			deliver(t, s, "bridge-child.eml", customer) // #2
+			deliver(t, s, "bridge.eml", customer)       // merges #2 into #1
+			deliver(t, s, "merged-token.eml", customer) // carries #2's token
+			m := expectFiled(t, s, "merged-token@example.com", 1, "token")
+			expectNote(t, m, "#2 was merged into #1")
+		},
+		"late list mail merges tickets that hold only that list's mail": func(t *testing.T, s *Store) {
+			deliver(t, s, "newsletter-list-reply-1.eml", "carol@example.net") // #1, suspended
+			deliver(t, s, "newsletter-list-reply-2.eml", "dave@example.net")  // #2, suspended
+			deliver(t, s, "newsletter-reply-1.eml", "carol@example.net")      // #3, Carol's private reply
+			deliver(t, s, "newsletter.eml", "news@lists.example.test")
+			tk, _ := filed(t, s, "dave-list@example.net")
+			if tk.ID != 1 || tk.MessageCount != 3 {
+				t.Fatalf("list replies and the newsletter: #%d with %d messages, want #1 with 3", tk.ID, tk.MessageCount)
+			}
+			private, _ := filed(t, s, "carol-news@example.net")
+			if private.ID != 3 || private.MessageCount != 1 || private.MergedInto != nil {
+				t.Fatalf("the private reply was pulled into list mail: %+v", private)
+			}
+		},
 		"agent token from someone else is not an agent reply": func(t *testing.T, s *Store) {
 			deliver(t, s, "parent.eml", customer)
 			deliver(t, s, "fake-agent.eml", "mallory@evil.example")

@@ -21,8 +21,8 @@ const (
 	sqlCustomerReplied = `UPDATE tickets SET updated = ?,
 		status = CASE WHEN status IN ('pending', 'resolved') THEN 'open' ELSE status END WHERE id = ?`
 	sqlInsertMessage = `INSERT INTO messages (ticket_id, inbox_id, direction, kind, message_id, from_addr,
-		to_addrs, cc_addrs, subject, date, text, body, attachments, matched_by, flags, notes, malformed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		to_addrs, cc_addrs, subject, date, text, body, attachments, matched_by, flags, notes, malformed, list_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlTouchTicket  = `UPDATE tickets SET updated = ? WHERE id = ?`
 	sqlAgentReplied = `UPDATE tickets SET updated = ?1,
 		status = CASE WHEN status = 'suspended' THEN status ELSE 'pending' END,
@@ -38,6 +38,8 @@ const (
 	sqlAddBouncing         = `INSERT INTO bouncing (address, since, reason) VALUES (?, ?, ?) ON CONFLICT (address) DO UPDATE SET since = excluded.since, reason = excluded.reason`
 	sqlClearBouncing       = `DELETE FROM bouncing WHERE address = ?`
 	sqlTicketsReferencing  = `SELECT DISTINCT m.ticket_id FROM refs r JOIN messages m ON m.id = r.message_row WHERE r.ref = ? AND m.ticket_id <> ?`
+	sqlMergedInto          = `SELECT merged_into FROM tickets WHERE id = ? AND merged_into IS NOT NULL`
+	sqlOnlyListMail        = `SELECT NOT EXISTS (SELECT 1 FROM messages WHERE ticket_id = ? AND (kind <> 'auto' OR list_id <> ?))`
 	sqlMergeMessages       = `UPDATE messages SET ticket_id = ? WHERE ticket_id = ?`
 	sqlMergeParticipants   = `INSERT INTO participants (ticket_id, address, role) SELECT ?, address, role FROM participants WHERE ticket_id = ? ON CONFLICT DO NOTHING`
 	sqlDropParticipants    = `DELETE FROM participants WHERE ticket_id = ?`
@@ -102,7 +104,7 @@ type prepared struct {
 	isParticipant, addParticipant, addEvent                  *sql.Stmt
 	outboundByMessageID, markOutboundFailed                  *sql.Stmt
 	addBouncing, clearBouncing                               *sql.Stmt
-	ticketsReferencing, messageIDSender                      *sql.Stmt
+	ticketsReferencing, messageIDSender, mergedInto          *sql.Stmt
 }
 
 func prepare(db *sql.DB) (*prepared, error) {
@@ -122,6 +124,7 @@ func prepare(db *sql.DB) (*prepared, error) {
 		{&p.outboundByMessageID, sqlOutboundByMessageID}, {&p.markOutboundFailed, sqlMarkOutboundFailed},
 		{&p.addBouncing, sqlAddBouncing}, {&p.clearBouncing, sqlClearBouncing},
 		{&p.ticketsReferencing, sqlTicketsReferencing}, {&p.messageIDSender, sqlMessageIDSender},
+		{&p.mergedInto, sqlMergedInto},
 	} {
 		st, err := db.Prepare(s.sql)
 		if err != nil {
