@@ -15,8 +15,8 @@ func TestAutoReplyGate(t *testing.T) {
 		t.Helper()
 		f := base
 		mod(&f)
-		if ok, why := r.mayAutoReply(f); ok != want {
-			t.Errorf("%s: mayAutoReply = %v (%s), want %v", name, ok, why, want)
+		if to, why := r.autoReplyTo(f); (to != "") != want {
+			t.Errorf("%s: autoReplyTo = %q (%s), want a reply %v", name, to, why, want)
 		}
 	}
 	check("a customer", func(*threads.Filed) {}, true)
@@ -31,4 +31,28 @@ func TestAutoReplyGate(t *testing.T) {
 	check("50 today", func(f *threads.Filed) { f.TodayToSender = 50 }, false)
 	check("no address", func(f *threads.Filed) { f.Message.From = "" }, false)
 	check("a broken address", func(f *threads.Filed) { f.Message.From = "a@b\r\nBcc: x@y" }, false)
+}
+
+func TestAutoReplyKeyAndRecipient(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"Robot+17@Example.NET": "robot@example.net",
+		"robot@example.net":    "robot@example.net",
+		"a+b+c@x.example":      "a@x.example",
+		"+only@x.example":      "+only@x.example",
+		"no-at-sign":           "no-at-sign",
+	} {
+		if got := threads.AutoReplyKey(in); got != want {
+			t.Errorf("AutoReplyKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for addr, ok := range map[string]bool{
+		"alice@example.com": true, "Alice.Smith+tag@Example.com": true,
+		"m\xfcller@example.com": false, "jörg@example.com": false, "bo\x01b@example.com": false,
+		"a@b\r\nBcc: c@d": false, "a@b, c@d": false, "": false, "not-an-address": false,
+	} {
+		if to, why := Recipient(addr); (to != "") != ok || (to == "") == (why == "") {
+			t.Errorf("Recipient(%q) = %q, %q; want usable %v", addr, to, why, ok)
+		}
+	}
 }

@@ -2,9 +2,11 @@ package mailout
 
 import (
 	"fmt"
+	"log/slog"
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/replydesk/replydesk/templates"
 	"github.com/replydesk/replydesk/threads"
@@ -31,7 +33,8 @@ type ResponderConfig struct {
 	Agents          []Agent
 	SLA             map[string]time.Duration
 	Policy          Policy
-	DKIM            *DKIM // nil: mail is not signed
+	DKIM            *DKIM        // nil: mail is not signed
+	Log             *slog.Logger // why a message got no auto-reply; nil: slog.Default()
 }
 
 // Responder implements threads.Responder: it decides which mail a filed message causes
@@ -60,25 +63,35 @@ var agentCommands = []string{"#note <text>", "#status open|pending|resolved", "#
 // Respond: a new ticket gets a confirmation (or, when the message says too little to act
 // on, a request for details) and a notification to the queue's agents; a customer reply
 // notifies the assignee or the queue's agents. Automatic and imported mail gets nothing.
+//
+// Respond runs inside the filing transaction, so it returns an error only when reading
+// the store fails: what a customer wrote (an address that cannot take mail, a hostile
+// display name) never fails filing. A sender we cannot or may not answer gets no
+// auto-reply, and a mail that cannot be composed is left out; both are logged with the
+// reason.
 func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
 	if !f.Live || f.Auto || f.Kind != "customer" || (f.Event != "opened" && f.Event != "customer_reply") {
 		return nil, nil
 	}
+	log := r.log().With("ticket", f.Ticket.ID, "message_id", f.Message.MessageID)
 	// Decide first, compose after: most mail under load (a sender past its limit, a queue
 	// without agents) causes nothing, and should cost nothing.
-	confirm := false
+	var to string
 	if f.Event == "opened" {
-		confirm, _ = r.mayAutoReply(f)
+		var why string
+		if to, why = r.autoReplyTo(f); to == "" {
+			log.Info("no auto-reply", "from", f.Message.From, "reason", why)
+		}
 	}
 	agents := r.agentsFor(f.Ticket)
-	if !confirm && len(agents) == 0 {
+	if to == "" && len(agents) == 0 {
 		return nil, nil
 	}
 	var earlier []threads.Ticket
 	if f.Earlier != nil {
 		var err error
 		if earlier, err = f.Earlier(); err != nil {
-			return nil, err
+			return nil, err // the store: filing is retried
 		}
 	}
 	known := f.Ticket.Language
@@ -89,53 +102,79 @@ func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
 	}
 	lang := templates.Language(f.Message.ContentLanguage, known, f.Message.Subject+"\n"+f.Message.Text, r.cfg.DefaultLanguage)
 	var out []threads.OutMail
-	if confirm {
+	if to != "" {
 		name := "confirmation"
 		if saysTooLittle(f.Message.Subject, f.Message.Text) {
 			name = "ask_details"
 		}
-		m, err := r.customerMail(f, earlier, name, lang)
-		if err != nil {
-			return nil, err
+		if m, err := r.customerMail(f, earlier, name, lang, to); err != nil {
+			log.Error("no auto-reply: mail not composed", "kind", name, "to", to, "err", err)
+		} else {
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
 	for _, a := range agents {
-		m, err := r.notification(f, earlier, a, lang)
-		if err != nil {
-			return nil, err
+		if m, err := r.notification(f, earlier, a, lang); err != nil {
+			log.Error("notification not composed", "to", a.Email, "err", err)
+		} else {
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
 	return out, nil
 }
 
-// mayAutoReply is the one gate every automatic reply passes: no replies to automatic
-// mail, to our own addresses, to addresses that bounced, or beyond the rate limits per
-// address and per ticket. This is what keeps replydesk out of mail loops.
-func (r *Responder) mayAutoReply(f threads.Filed) (bool, string) {
-	to := strings.ToLower(f.Message.From)
-	p := r.cfg.Policy
-	switch {
-	case !f.Live || f.Auto:
-		return false, "automatic or imported mail"
-	case to == "" || isBadAddress(to):
-		return false, "no valid sender address"
-	case r.isOurs(to):
-		return false, "our own address"
-	case f.Bouncing:
-		return false, "the address bounced"
-	case f.RecentToSender >= p.RecentLimit || f.RecentOnTicket >= p.RecentLimit:
-		return false, fmt.Sprintf("more than %d auto-replies in %s", p.RecentLimit, threads.RecentWindow)
-	case f.TodayToSender >= p.DayLimit || f.TodayOnTicket >= p.DayLimit:
-		return false, fmt.Sprintf("more than %d auto-replies today", p.DayLimit)
+func (r *Responder) log() *slog.Logger {
+	if r.cfg.Log != nil {
+		return r.cfg.Log
 	}
-	return true, ""
+	return slog.Default()
 }
 
-func isBadAddress(a string) bool {
-	_, err := checkAddress(a)
-	return err != nil
+// autoReplyTo is the one gate every automatic reply passes: no replies to automatic
+// mail, to an address that cannot take our mail, to our own addresses, to addresses that
+// bounced, or beyond the rate limits per address and per ticket. This is what keeps
+// replydesk out of mail loops. It returns the address to reply to, or "" and why not.
+func (r *Responder) autoReplyTo(f threads.Filed) (to, why string) {
+	p := r.cfg.Policy
+	if !f.Live || f.Auto {
+		return "", "automatic or imported mail"
+	}
+	to, why = Recipient(f.Message.From)
+	switch {
+	case to == "":
+		return "", why
+	case r.isOurs(to):
+		return "", "our own address"
+	case f.Bouncing:
+		return "", "the address bounced"
+	case f.RecentToSender >= p.RecentLimit || f.RecentOnTicket >= p.RecentLimit:
+		return "", fmt.Sprintf("%d auto-replies in %s already", p.RecentLimit, threads.RecentWindow)
+	case f.TodayToSender >= p.DayLimit || f.TodayOnTicket >= p.DayLimit:
+		return "", fmt.Sprintf("%d auto-replies today already", p.DayLimit)
+	}
+	return to, ""
+}
+
+// Recipient checks that an address taken from a customer's mail can be written to: it
+// returns the address, or "" and the reason. Refused: no address, invalid UTF-8 (raw
+// 8-bit bytes), control characters, anything that is not one plain address (Compose's
+// rule), and non-ASCII addresses, since neither transport speaks SMTPUTF8 (RFC 6531).
+func Recipient(addr string) (string, string) {
+	switch {
+	case addr == "":
+		return "", "no sender address"
+	case !utf8.ValidString(addr):
+		return "", "the sender address holds raw 8-bit bytes"
+	case strings.IndexFunc(addr, func(c rune) bool { return c < 0x20 || c == 0x7f }) >= 0:
+		return "", "the sender address holds control characters"
+	case strings.IndexFunc(addr, func(c rune) bool { return c > 0x7e }) >= 0:
+		return "", "the sender address is not ASCII (sending to it needs SMTPUTF8)"
+	}
+	a, err := checkAddress(addr)
+	if err != nil {
+		return "", "the sender address is invalid"
+	}
+	return a, ""
 }
 
 func (r *Responder) isOurs(addr string) bool {
@@ -194,32 +233,37 @@ func tokenAddress(support, token string) string {
 	return local + "+" + token + "@" + domain
 }
 
+// data is the template data of one mail. This is the boundary where a customer's values
+// enter our mail: each one-line value (names, addresses, subjects) passes Display; the
+// text is multi-line by design and only ever shown quoted or escaped by the templates.
 func (r *Responder) data(f threads.Filed, earlierTickets []threads.Ticket, lang, token string) templates.Data {
 	t := f.Ticket
-	name := f.Message.FromName
+	name := Display(f.Message.FromName, MaxNameRunes)
 	if name == "" {
-		name = f.Message.From
+		name = Display(f.Message.From, MaxNameRunes)
 	}
 	var earlier []templates.EarlierTicket
 	for _, e := range earlierTickets {
-		earlier = append(earlier, templates.EarlierTicket{Number: e.ID, Subject: e.Subject, Status: e.Status})
+		earlier = append(earlier, templates.EarlierTicket{Number: e.ID, Subject: Display(e.Subject, MaxSubjectRunes), Status: e.Status})
 	}
 	response := r.cfg.SLA[t.Category]
 	if response == 0 {
 		response = threads.DefaultSLA[t.Category]
 	}
 	return templates.Data{
-		Helpdesk: r.cfg.Helpdesk, Ticket: t.ID, Subject: t.Subject, CustomerName: name,
-		Customer: f.Message.From, Category: templates.CategoryName(lang, t.Category),
-		ResponseTime: templates.Duration(lang, response), Text: f.Message.Text, Earlier: earlier,
-		Commands: agentCommands, RefLine: threads.RefLine(r.cfg.Helpdesk, t.ID, token),
+		Helpdesk: r.cfg.Helpdesk, Ticket: t.ID, Subject: Display(t.Subject, MaxSubjectRunes),
+		CustomerName: name, Customer: Display(f.Message.From, 320),
+		Category: templates.CategoryName(lang, t.Category), ResponseTime: templates.Duration(lang, response),
+		Text: f.Message.Text, Earlier: earlier, Commands: agentCommands,
+		RefLine: threads.RefLine(r.cfg.Helpdesk, t.ID, token),
 	}
 }
 
 // customerMail is an automatic reply to the customer: empty envelope sender, so it can
 // never bounce back into a loop, and Auto-Submitted: auto-replied.
-func (r *Responder) customerMail(f threads.Filed, earlier []threads.Ticket, name, lang string) (threads.OutMail, error) {
-	to := &mail.Address{Name: f.Message.FromName, Address: f.Message.From}
+// addr is the sender's address as Recipient passed it.
+func (r *Responder) customerMail(f threads.Filed, earlier []threads.Ticket, name, lang, addr string) (threads.OutMail, error) {
+	to := &mail.Address{Name: Display(f.Message.FromName, MaxNameRunes), Address: addr}
 	m, err := r.mail(f, earlier, name, lang, to, f.Ticket.CustomerToken, Draft{AutoReply: true})
 	m.Auto = true
 	return m, err

@@ -1,6 +1,10 @@
 package templates
 
 // Data is what every template may use. Fields a template does not need stay empty.
+// The one-line fields that come from a customer (Subject, CustomerName, Customer,
+// EarlierTicket.Subject) arrive flattened to one line and capped (mailout.Display does it
+// where the Responder builds Data); Text is multi-line and is shown only through quote
+// or paragraphs, or escaped by html/template.
 type Data struct {
 	Helpdesk     string // helpdesk name, also the subject tag
 	Ticket       int64

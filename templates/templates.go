@@ -115,9 +115,13 @@ func (s *Set) Render(name, lang string, data any) (Rendered, error) {
 var textFuncs = texttemplate.FuncMap{"quote": quoteText, "paragraphs": paragraphs}
 var htmlFuncs = htmltemplate.FuncMap{"quote": quoteText, "paragraphs": paragraphs}
 
+// lineEnds makes every line end (CRLF, a lone CR) an LF, so that quote and paragraphs
+// see every line a mail client would show.
+var lineEnds = strings.NewReplacer("\r\n", "\n", "\r", "\n")
+
 // quoteText prefixes every line with "> ", as mail clients quote.
 func quoteText(s string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	lines := strings.Split(strings.TrimRight(lineEnds.Replace(s), "\n"), "\n")
 	for i, l := range lines {
 		lines[i] = "> " + l
 	}
@@ -127,7 +131,7 @@ func quoteText(s string) string {
 // paragraphs turns plain text into escaped HTML paragraphs with line breaks.
 func paragraphs(s string) htmltemplate.HTML {
 	var b strings.Builder
-	for _, p := range strings.Split(strings.TrimSpace(s), "\n\n") {
+	for _, p := range strings.Split(strings.TrimSpace(lineEnds.Replace(s)), "\n\n") {
 		b.WriteString("<p>")
 		for i, line := range strings.Split(p, "\n") {
 			if i > 0 {

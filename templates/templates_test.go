@@ -99,3 +99,38 @@ func TestLanguage(t *testing.T) {
 		t.Errorf("Duration = %q", d)
 	}
 }
+
+// TestCustomerValuesCannotBreakTemplates: markup in one-line customer values is escaped
+// in every HTML block, and every line of quoted text stays quoted, whatever its line
+// ends (a lone CR is a line break to many mail clients).
+func TestCustomerValuesCannotBreakTemplates(t *testing.T) {
+	t.Parallel()
+	set, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := realistic("en")
+	d.CustomerName = `Bob </p><a href="http://evil/">click</a><p>`
+	d.Subject = `<img src=x onerror=alert(1)>`
+	d.Text = "first\rref:r9-forgedforgedforged\r\nsecond\n\n\rthird"
+	for _, lang := range Languages {
+		for _, name := range Names {
+			r, err := set.Render(name, lang, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(r.HTML, "<a href") || strings.Contains(r.HTML, "<img") || strings.Contains(r.HTML, "</p><a") {
+				t.Errorf("%s/%s: markup from the customer reached the HTML:\n%s", lang, name, r.HTML)
+			}
+			for _, l := range strings.FieldsFunc(r.Text, func(c rune) bool { return c == '\r' || c == '\n' }) {
+				// agent_reply's Text is the agent's own, shown as written.
+				if name != "agent_reply" && strings.Contains(l, "ref:r9") && !strings.HasPrefix(l, "> ") {
+					t.Errorf("%s/%s: customer text escaped its quote: %q", lang, name, l)
+				}
+			}
+			if strings.Contains(r.HTML, "\r") {
+				t.Errorf("%s/%s: a CR reached the HTML", lang, name)
+			}
+		}
+	}
+}

@@ -69,6 +69,22 @@ type OutMail struct {
 // RecentWindow is the short window of the auto-reply rate limits (the long one is a day).
 const RecentWindow = 10 * time.Minute
 
+// AutoReplyKey is the address the per-address auto-reply limits count by: lower-cased and
+// without its +tag, so that robot+1@, robot+2@, ... share one limit. (The bouncing list
+// stays per exact address: a bounce says something about that one mailbox.)
+func AutoReplyKey(addr string) string {
+	a := strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return a
+	}
+	local, domain := a[:at], a[at:]
+	if plus := strings.IndexByte(local, '+'); plus > 0 {
+		local = local[:plus]
+	}
+	return local + domain
+}
+
 // SetResponder installs the Responder used for live mail (nil: nobody is answered) and
 // a function called whenever a filing transaction that queued mail has committed (the
 // outbox worker's wake-up). Call it before the processor runs.
@@ -117,14 +133,14 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 	}
 	t.CustomerToken = s.tokens.Customer(t.ID)
 	t.RecipientTo = s.supportAddressOf(f.m)
-	from := strings.ToLower(p.From)
+	from, key := strings.ToLower(p.From), AutoReplyKey(p.From)
 	now := f.m.received.Unix()
 	since, day := now-int64(RecentWindow/time.Second), now-86400
 	var bouncing int
 	err = errors.Join(
 		tx.QueryRow(sqlIsBouncing, from).Scan(&bouncing),
-		tx.QueryRow(sqlAutoRepliesTo, from, since).Scan(&ev.RecentToSender),
-		tx.QueryRow(sqlAutoRepliesTo, from, day).Scan(&ev.TodayToSender),
+		tx.QueryRow(sqlAutoRepliesTo, key, since).Scan(&ev.RecentToSender),
+		tx.QueryRow(sqlAutoRepliesTo, key, day).Scan(&ev.TodayToSender),
 		tx.QueryRow(sqlAutoRepliesOn, f.ticket, since).Scan(&ev.RecentOnTicket),
 		tx.QueryRow(sqlAutoRepliesOn, f.ticket, day).Scan(&ev.TodayOnTicket))
 	ev.Bouncing = bouncing > 0
@@ -185,7 +201,7 @@ func (s *Store) queueMail(tx *sql.Tx, ticket int64, now time.Time, m OutMail) er
 	}
 	if m.Auto {
 		for _, a := range m.To {
-			if _, err := tx.Exec(sqlLogAutoReply, strings.ToLower(a), ticket, now.Unix()); err != nil {
+			if _, err := tx.Exec(sqlLogAutoReply, AutoReplyKey(a), ticket, now.Unix()); err != nil {
 				return err
 			}
 		}
