@@ -102,6 +102,12 @@ func (s *Store) InboxMessage(ctx context.Context, id int64) (InboxMessage, error
 	} else if i := bytes.Index(head, []byte("\n\n")); i >= 0 {
 		head = head[:i]
 	}
-	m.Header = strings.ToValidUTF8(string(head), "\uFFFD")
+	// For a terminal: no escape sequences or other control bytes from the sender.
+	m.Header = strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' && r != '\n' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(strings.ReplaceAll(string(head), "\r\n", "\n"), "\uFFFD"))
 	return m, nil
 }

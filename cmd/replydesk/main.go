@@ -51,6 +51,8 @@ var commands = map[string]command{
 	"status":       statusCommand,
 	"check-config": checkConfigCommand,
 	"set":          setCommand,
+	"refile":       refileCommand,
+	"backup":       backupCommand,
 }
 
 func main() {

@@ -9,7 +9,7 @@ import (
 )
 
 var statusCommand = command{
-	summary: "show intake paths, mail not yet filed, malformed mail, the outbox, overdue tickets",
+	summary: "show intake paths, mail not yet filed or set aside, malformed mail, the outbox, overdue tickets",
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		asJSON := fs.Bool("json", false, "print one JSON object")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
@@ -36,7 +36,11 @@ var statusCommand = command{
 					fmt.Fprintf(w, "          last error %s: %s\n", timeOrNever(in.LastErrorAt), in.LastError)
 				}
 			}
-			fmt.Fprintf(w, "\nmessages: %d accepted, %d not yet filed, %d malformed\n", st.Accepted, st.Unfiled, st.MalformedCount)
+			fmt.Fprintf(w, "\nmessages: %d accepted, %d not yet filed, %d set aside, %d malformed\n", st.Accepted, st.Unfiled, st.SetAsideCount, st.MalformedCount)
+			for _, a := range st.SetAside {
+				fmt.Fprintf(w, "  set aside: message %d from <%s>, %s: %s (show -inbox %d; refile %d)\n",
+					a.InboxID, a.MailFrom, a.Received.Format(time.RFC3339), a.Reason, a.InboxID, a.InboxID)
+			}
 			for _, m := range st.Malformed {
 				fmt.Fprintf(w, "  malformed: ticket #%d, message %d from %s: %v\n", m.Ticket, m.InboxID, orDash(m.From), m.Notes)
 			}

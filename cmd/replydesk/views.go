@@ -50,13 +50,14 @@ var ticketsCommand = command{
 }
 
 var showCommand = command{
-	summary: "show one ticket with its messages",
+	summary: "show one ticket with its messages (-inbox: one received message, filed or set aside)",
 	usage:   "N",
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		asJSON := fs.Bool("json", false, "print one JSON object")
+		inbox := fs.Bool("inbox", false, "N is a received message's number (as status lists it), not a ticket's")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
 			if len(args) != 1 {
-				return errors.New("usage: replydesk show N")
+				return errors.New("usage: replydesk show N, or show -inbox N")
 			}
 			n, err := ticketNumber(args[0])
 			if err != nil {
@@ -67,6 +68,9 @@ var showCommand = command{
 				return err
 			}
 			defer store.Close()
+			if *inbox {
+				return showInbox(ctx, env, store, n, *asJSON)
+			}
 			t, err := store.Ticket(ctx, n)
 			if err != nil {
 				return err
@@ -182,4 +186,28 @@ func ellipsis(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// showInbox prints one received message: envelope, where filing stands, header block.
+func showInbox(ctx context.Context, env *cmdEnv, store *threads.Store, n int64, asJSON bool) error {
+	m, err := store.InboxMessage(ctx, n)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(env.stdout, m)
+	}
+	w := env.stdout
+	fmt.Fprintf(w, "message %d, received %s over %s from %s, %d bytes\n", m.ID, m.Received.Format(time.RFC3339), m.Path, orDash(m.Remote), m.Size)
+	fmt.Fprintf(w, "envelope: from <%s> to %s\n", m.MailFrom, strings.Join(m.Rcpts, ", "))
+	switch m.State {
+	case "filed":
+		fmt.Fprintf(w, "filed into ticket #%d\n", m.Ticket)
+	case "set_aside":
+		fmt.Fprintf(w, "SET ASIDE after %d attempts: %s\n  fix the cause, then: replydesk refile %d\n", m.Attempts, m.Reason, m.ID)
+	default:
+		fmt.Fprintf(w, "waiting to be filed (%d failed attempts; last error: %s)\n", m.Attempts, orDash(m.Reason))
+	}
+	fmt.Fprintf(w, "\n%s\n", m.Header)
+	return nil
 }

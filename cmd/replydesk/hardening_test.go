@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/replydesk/replydesk/threads"
+)
+
+// Several MTA pipe deliveries on a data dir that does not exist yet: every one must be
+// stored (exit 0), none may lose the race to create the schema (exit 75).
+func TestConcurrentFirstIngest(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	cfg := writeConfig(t, "")
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(bin, "ingest", "-config", cfg, "-sender", "alice@example.com")
+			cmd.Stdin = strings.NewReader(strings.Replace(customerMail, "first@example.com", fmt.Sprintf("race%d@example.com", i), 1))
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				errs[i] = fmt.Sprintf("ingest %d: %v\n%s", i, err, stderr.String())
+			}
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != "" {
+			t.Error(e)
+		}
+	}
+	_, out, _ := runCmd(t, "", "status", "-config", cfg, "-json")
+	var st threads.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Accepted != n {
+		t.Fatalf("status after %d concurrent first ingests: %v\n%s", n, err, out)
+	}
+}
+
+// backup while serve runs and mail arrives: the copy opens, holds the tickets committed
+// before it, and restores by copying it into place. An existing file is never overwritten.
+func TestBackupWhileServing(t *testing.T) {
+	t.Parallel()
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n", addr))
+	ctx, stop := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
+	}()
+	waitFor(t, "the listener", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	for i := range 5 {
+		raw := strings.Replace(customerMail, "first@example.com", fmt.Sprintf("b%d@example.com", i), 1)
+		if err := sendMail(addr, "alice@example.com", raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitForInbound(t, cfg, 5, 1)
+	// Mail keeps arriving during the backup.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 20 {
+			raw := strings.Replace(customerMail, "first@example.com", fmt.Sprintf("during%d@example.com", i), 1)
+			sendMail(addr, "alice@example.com", raw)
+		}
+	}()
+	file := filepath.Join(t.TempDir(), "copy.db")
+	code, out, errOut := runCmd(t, "", "backup", "-config", cfg, file)
+	<-done
+	if code != 0 || !strings.Contains(out, "bytes") {
+		t.Fatalf("backup: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := runCmd(t, "", "backup", "-config", cfg, file); code == 0 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("backup over an existing file: exit %d %s", code, errOut)
+	}
+	stop()
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+
+	// Restore: the copy becomes the data dir's database.
+	restored := writeConfig(t, "")
+	dataDir := filepath.Join(filepath.Dir(restored), "data")
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "replydesk.db"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var list []threads.Ticket
+	code, out, errOut = runCmd(t, "", "tickets", "-config", restored, "-json")
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) < 5 {
+		t.Fatalf("tickets from the restored copy: exit %d, %d tickets\n%s%s", code, len(list), out, errOut)
+	}
+	for i, tk := range list[:5] {
+		if tk.ID != int64(i+1) || tk.Customer != "alice@example.com" {
+			t.Fatalf("restored ticket %d: %+v", i+1, tk)
+		}
+	}
+}
