@@ -49,6 +49,7 @@ func ingestPipe(ctx context.Context, env *cmdEnv, sender, recipient string) erro
 	if err := setResponder(env, store); err != nil {
 		return exitError{exitTempFail, err}
 	}
+	defer alertOnSetAside(env, store)()
 	env2 := mailin.Envelope{
 		Path: mailin.PathPipe, Received: time.Now(), Live: true,
 		MailFrom: sender, Rcpts: nonEmpty(recipient),
@@ -96,6 +97,7 @@ func ingestFiles(ctx context.Context, env *cmdEnv, paths []string, notify bool) 
 			return err
 		}
 	}
+	defer alertOnSetAside(env, store)()
 	before, err := store.MalformedCount(ctx)
 	if err != nil {
 		return err
@@ -127,6 +129,18 @@ func setResponder(env *cmdEnv, store *threads.Store) error {
 	}
 	store.SetResponder(r, nil)
 	return nil
+}
+
+// alertOnSetAside lets a command that files mail tell the operator about mail it sets
+// aside, as serve does; call the returned function before the store closes.
+func alertOnSetAside(env *cmdEnv, store *threads.Store) (wait func()) {
+	tr, err := env.cfg.transport()
+	if err != nil {
+		env.log.Warn("no operator alerts", "err", err)
+		return func() {}
+	}
+	a := env.cfg.alerter(store, tr, env.log)
+	return func() { a.Wait(); tr.Close() }
 }
 
 // newProgress draws a bar on stderr when it is a terminal, and nothing otherwise.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,25 @@ func (c fileConfig) responder(tokens *threads.Tokens) (*mailout.Responder, error
 		}
 	}
 	return mailout.NewResponder(rc, tpl, tokens), nil
+}
+
+// alerter mails [helpdesk] operator about failures that need a human (SPEC §10), and
+// installs itself for mail that filing sets aside.
+func (c fileConfig) alerter(store *threads.Store, tr mailout.Transport, log *slog.Logger) *mailout.Alerter {
+	from := c.Outbound.From
+	if from == "" {
+		from = c.Address[0].Email
+	}
+	a := &mailout.Alerter{Operator: c.Helpdesk.Operator, From: from, Helpdesk: c.Helpdesk.Name,
+		Claims: store, Transport: tr, Log: log}
+	store.OnSetAside(func(inbox int64, reason string) {
+		a.Alert("set_aside", "mail could not be filed", fmt.Sprintf(
+			"Message %d was accepted and is stored, but it could not be filed into a ticket, so it was set aside:\n\n  %s\n\n"+
+				"Nothing is lost and filing goes on with the mail after it. Once the cause is fixed, run\n\n"+
+				"  replydesk refile %d      (or: replydesk refile all)\n\n"+
+				"`replydesk show -inbox %d` prints the message's envelope and header.", inbox, reason, inbox, inbox))
+	})
+	return a
 }
 
 // transport is [outbound] transport: dir (default) or smtp.

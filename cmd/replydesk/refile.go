@@ -32,6 +32,7 @@ var refileCommand = command{
 			if err := setResponder(env, store); err != nil {
 				return err
 			}
+			defer alertOnSetAside(env, store)()
 			n, err := store.Refile(ctx, id)
 			if err != nil {
 				return err

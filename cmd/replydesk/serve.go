@@ -60,6 +60,8 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
+	alerter := env.cfg.alerter(store, transport, env.log)
+	defer alerter.Wait()
 	outbox := mailout.NewOutbox(store, transport, env.cfg.retryPolicy(), env.log)
 	store.SetResponder(responder, outbox.Wake)
 	srv, err := mailin.NewServer(env.cfg.mailinConfig(), store, env.log)
