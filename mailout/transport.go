@@ -2,6 +2,7 @@ package mailout
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/replydesk/replydesk/threads"
 )
 
 // Transport hands one mail on. An *smtp.SMTPError with a 5xx code is a permanent failure;
@@ -26,9 +29,13 @@ type Transport interface {
 // DirTransport writes each mail as an .eml file (the default: nothing leaves the machine).
 type DirTransport struct{ Dir string }
 
-// Send writes the file under a temporary name, syncs it and renames it into place.
+// Send writes the file under a temporary name, syncs it, links it into place under a
+// new name and syncs the directory: when Send returns nil the mail survives a crash or
+// power loss, as a mail a smarthost answered 250 for would. The name is bounded (time,
+// at most 48 sanitized bytes of the recipient, random), so no address makes it too long,
+// and a link never replaces a file already there.
 func (d DirTransport) Send(_ context.Context, from string, to []string, raw []byte) error {
-	if err := os.MkdirAll(d.Dir, 0o750); err != nil {
+	if err := threads.MkdirDurable(d.Dir, 0o750); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(d.Dir, ".tmp-*.eml")
@@ -41,8 +48,37 @@ func (d DirTransport) Send(_ context.Context, from string, to []string, raw []by
 	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%d-%s.eml", time.Now().UnixNano(), strings.NewReplacer("@", "_", "/", "_").Replace(to[0]))
-	return os.Rename(f.Name(), filepath.Join(d.Dir, name))
+	rcpt := ""
+	if len(to) > 0 {
+		rcpt = to[0]
+	}
+	for {
+		var rnd [4]byte
+		rand.Read(rnd[:])
+		name := fmt.Sprintf("%d-%s-%x.eml", time.Now().UnixNano(), fileSafe(rcpt, 48), rnd)
+		err := os.Link(f.Name(), filepath.Join(d.Dir, name))
+		if errors.Is(err, os.ErrExist) {
+			continue // the same nanosecond and random: try another name
+		}
+		if err != nil {
+			return err
+		}
+		return threads.SyncDir(d.Dir)
+	}
+}
+
+// fileSafe keeps at most max bytes of s, with every byte but [A-Za-z0-9.+-] as '_'.
+func fileSafe(s string, max int) string {
+	b := []byte(s)
+	if len(b) > max {
+		b = b[:max]
+	}
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '+' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // Close does nothing.

@@ -178,3 +178,49 @@ func TestDirTransportWritesWholeFiles(t *testing.T) {
 		t.Fatalf("file: %q", b)
 	}
 }
+
+// TestDirTransportLongLocalPart (issue 8, defect 9): the file name is bounded, so a
+// 200-character local part (and a 250-character domain) is delivered; the name keeps a
+// readable, sanitized part of the recipient.
+func TestDirTransportLongLocalPart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	long := strings.Repeat("a", 100) + "/../" + strings.Repeat("b", 96) + "@" + strings.Repeat("c", 240) + ".example"
+	if err := (DirTransport{Dir: dir}).Send(context.Background(), "", []string{long}, []byte("Subject: x\r\n\r\nbody\r\n")); err != nil {
+		t.Fatalf("delivery to a 200-character local part: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if len(files) != 1 {
+		t.Fatalf("files %v", files)
+	}
+	name := filepath.Base(files[0])
+	if len(name) > 128 || !strings.Contains(name, "aaaa") || strings.ContainsAny(name, "/@") {
+		t.Fatalf("file name %q (%d bytes)", name, len(name))
+	}
+}
+
+// TestDirTransportNeverOverwrites: mails to one recipient sent at once are all kept.
+func TestDirTransportNeverOverwrites(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tr := DirTransport{Dir: filepath.Join(dir, "outbox")} // created on first use
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- tr.Send(context.Background(), "", []string{"a@example.com"}, []byte("Subject: "+strings.Repeat("x", i)+"\r\n\r\n"))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "outbox", "*.eml")); len(files) != 64 {
+		t.Fatalf("%d files for 64 mails", len(files))
+	}
+}

@@ -124,8 +124,10 @@ func TokenCandidates(addrs []string, body string) []string {
 
 // LoadOrCreateSecret returns the token key in dataDir/secret, creating it (32 random
 // bytes, hex, mode 0600) at first start. The key is written to a temporary file, synced,
-// and linked into place: link fails if another process (serve and ingest starting
-// together) got there first, and then its key is the one used.
+// and linked into place, and the directory is synced before the key is used: a key that
+// signed mail is never lost to a crash. Link never replaces a file: if another process
+// (serve and ingest starting together) got there first, link fails and the winner's key,
+// complete since it was synced before its link, is the one read and used.
 func LoadOrCreateSecret(dataDir string) ([]byte, error) {
 	path := filepath.Join(dataDir, "secret")
 	key, err := readSecret(path)
@@ -154,12 +156,13 @@ func readSecret(path string) ([]byte, error) {
 }
 
 func writeSecret(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	dir := filepath.Dir(path)
+	if err := MkdirDurable(dir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	raw := make([]byte, 32)
 	rand.Read(raw)
-	f, err := os.CreateTemp(filepath.Dir(path), ".secret-*")
+	f, err := os.CreateTemp(dir, ".secret-*")
 	if err != nil {
 		return fmt.Errorf("create token secret: %w", err)
 	}
@@ -171,5 +174,42 @@ func writeSecret(path string) error {
 	if err := os.Link(f.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("install token secret: %w", err)
 	}
+	// Winner or loser, the entry must be on disk before the key signs anything.
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("sync data dir: %w", err)
+	}
 	return nil
+}
+
+// MkdirDurable creates dir and any missing parents with perm, syncing the parent of
+// each directory it creates, so that the new directories survive a crash.
+func MkdirDurable(dir string, perm os.FileMode) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirDurable(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil // made by someone else at the same moment; they sync it
+		}
+		return err
+	}
+	return SyncDir(parent)
+}
+
+// SyncDir makes dir's entries durable (after a create, link or rename in it).
+func SyncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
