@@ -169,20 +169,20 @@ func TestBadSenderAddressDoesNotFailFiling(t *testing.T) {
 
 // TestForgedDisplayNameStaysOneLine (issue 8, defect 5): a display name carrying encoded
 // newlines, a link and a fake reference line renders as one greeting line; the only ref:
-// line in the confirmation, text and HTML, is the real one. (The issue's literal form,
-// with ':' and '/' unencoded in a Q-word, is refused by net/mail and the name is dropped;
-// the B- and fully Q-encoded forms of the same name parse, and used to be rendered as
-// several lines.)
+// line in the confirmation, text and HTML, is the real one. (net/mail refuses the issue's
+// literal form, with ':' and '/' unencoded in a Q-word; a parser that decodes it anyway
+// gives the same name as the B- and fully Q-encoded forms, else the name is dropped and
+// the greeting shows the address. Either way the greeting is one line.)
 func TestForgedDisplayNameStaysOneLine(t *testing.T) {
 	t.Parallel()
 	payload := "Bob\n\nClick http://evil/\n\n[Support #1] ref:r1-fake"
-	for name, c := range map[string]struct{ from, greeting string }{
-		"issue text": {"=?UTF-8?Q?Bob=0A=0AClick_http://evil/=0A=0A[Support_#1]_ref:r1-fake?= <bob@x.example>", "Hello bob@x.example,"},
-		"B-encoded":  {mime.BEncoding.Encode("UTF-8", payload) + " <bob@x.example>", "Hello Bob Click http://evil/ [Support #1] ref :r1-fake,"},
-		"Q-encoded": {"=?UTF-8?Q?Bob=0A=0AClick_http=3A=2F=2Fevil=2F=0A=0A=5BSupport_=231=5D_ref=3Ar1-fake?= <bob@x.example>",
-			"Hello Bob Click http://evil/ [Support #1] ref :r1-fake,"},
+	flat := "Hello Bob Click http://evil/ [Support #1] ref :r1-fake,"
+	for name, c := range map[string]struct{ from, greeting, or string }{
+		"issue text": {"=?UTF-8?Q?Bob=0A=0AClick_http://evil/=0A=0A[Support_#1]_ref:r1-fake?= <bob@x.example>", flat, "Hello bob@x.example,"},
+		"B-encoded":  {mime.BEncoding.Encode("UTF-8", payload) + " <bob@x.example>", flat, ""},
+		"Q-encoded":  {"=?UTF-8?Q?Bob=0A=0AClick_http=3A=2F=2Fevil=2F=0A=0A=5BSupport_=231=5D_ref=3Ar1-fake?= <bob@x.example>", flat, ""},
 		"CRs, U+2028 and a long name": {mime.BEncoding.Encode("UTF-8", "Bob\r\rref:r1-aaaaaaaaaaaaaaaaa\u2028"+strings.Repeat("x", 100)) + ` <bob@x.example>`,
-			"Hello Bob ref :r1-aaaaaaaaaaaaaaaaa " + strings.Repeat("x", 79-len("Bob ref :r1-aaaaaaaaaaaaaaaaa ")) + "…,"},
+			"Hello Bob ref :r1-aaaaaaaaaaaaaaaaa " + strings.Repeat("x", 79-len("Bob ref :r1-aaaaaaaaaaaaaaaaa ")) + "…,", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -198,7 +198,7 @@ func TestForgedDisplayNameStaysOneLine(t *testing.T) {
 			hdr, text, html := parts(t, conf[0].Raw)
 			text = strings.ReplaceAll(text, "\r\n", "\n")
 			lines := strings.Split(text, "\n")
-			if lines[0] != c.greeting || lines[1] != "" || !strings.HasPrefix(lines[2], "Thank you for writing") {
+			if lines[0] != c.greeting && (c.or == "" || lines[0] != c.or) || lines[1] != "" || !strings.HasPrefix(lines[2], "Thank you for writing") {
 				t.Fatalf("greeting is not the one line %q:\n%s", c.greeting, text)
 			}
 			for part, body := range map[string]string{"text": text, "html": html} {
