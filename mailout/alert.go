@@ -29,6 +29,8 @@ type Alerter struct {
 	Log       *slog.Logger
 
 	sending sync.WaitGroup
+	mu      sync.Mutex
+	tried   map[string]time.Time // kind: last claim by this process, so a storm of failures costs no writes
 }
 
 // alertTimeout bounds one alert's delivery attempt.
@@ -37,7 +39,7 @@ const alertTimeout = 30 * time.Second
 // Alert tells the operator, unless they heard about kind within Every. It never blocks
 // its caller on delivery: the mail is sent in the background, and a failure is logged.
 func (a *Alerter) Alert(kind, subject, text string) {
-	if a == nil || a.Operator == "" {
+	if a == nil || a.Operator == "" || !a.due(kind) {
 		return
 	}
 	a.sending.Add(1)
@@ -52,13 +54,31 @@ func (a *Alerter) Wait() {
 	}
 }
 
+// due: this process has not tried to claim kind within the period.
+func (a *Alerter) due(kind string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if last, ok := a.tried[kind]; ok && time.Since(last) < a.every() {
+		return false
+	}
+	if a.tried == nil {
+		a.tried = map[string]time.Time{}
+	}
+	a.tried[kind] = time.Now()
+	return true
+}
+
+func (a *Alerter) every() time.Duration {
+	if a.Every <= 0 {
+		return time.Hour
+	}
+	return a.Every
+}
+
 func (a *Alerter) send(kind, subject, text string) {
 	ctx, cancel := context.WithTimeout(context.Background(), alertTimeout)
 	defer cancel()
-	every := a.Every
-	if every <= 0 {
-		every = time.Hour
-	}
+	every := a.every()
 	log := a.Log
 	if log == nil {
 		log = slog.Default()

@@ -1,7 +1,9 @@
 package mailout
 
 import (
+	"context"
 	"io"
+	"net"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -70,4 +72,39 @@ func mailFiles(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return files
+}
+
+// Mail that fails for good tells the operator, with the ticket and the reason.
+func TestOutboxFailureTellsOperator(t *testing.T) {
+	t.Parallel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := queuedStore(t, 2, quiet)
+	defer store.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there: connection refused
+	dir := t.TempDir()
+	alerter := &Alerter{Operator: "ops@example.test", From: "support@example.test", Helpdesk: "Support",
+		Claims: store, Transport: DirTransport{Dir: dir}, Log: quiet}
+	tr := NewSMTPTransport(SMTPConfig{Addr: dead, TLS: "none", Hostname: "localhost"})
+	defer tr.Close()
+	outbox := NewOutbox(store, tr, RetryPolicy{Base: time.Millisecond, Max: time.Millisecond, MaxAttempts: 1}, quiet)
+	outbox.SetAlert(alerter.Alert)
+	if n, err := outbox.DeliverDue(context.Background()); err != nil || n != 2 {
+		t.Fatalf("deliver: %d, %v", n, err)
+	}
+	alerter.Wait()
+	files := mailFiles(t, dir)
+	if len(files) != 1 {
+		t.Fatalf("%d alert mails for two failed mails, want 1", len(files))
+	}
+	raw, _ := os.ReadFile(files[0])
+	for _, want := range []string{"failed for good", "for ticket #", "refused"} {
+		if !strings.Contains(string(raw), want) {
+			t.Fatalf("alert lacks %q:\n%s", want, raw)
+		}
+	}
 }

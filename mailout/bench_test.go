@@ -57,15 +57,15 @@ func BenchmarkDelivery(b *testing.B) {
 }
 
 // queuedStore files n messages from n customers, so n confirmations wait in the outbox.
-func queuedStore(b *testing.B, n int, log *slog.Logger) *threads.Store {
-	store, err := threads.Open(threads.Config{DataDir: b.TempDir(),
+func queuedStore(tb testing.TB, n int, log *slog.Logger) *threads.Store {
+	store, err := threads.Open(threads.Config{DataDir: tb.TempDir(),
 		Addresses: []threads.Address{{Email: "support@example.test", Queue: "support"}}}, log)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	tpl, err := templates.Load("")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	store.SetResponder(NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en",
 		OurAddresses: []string{"support@example.test"}}, tpl, store.Tokens()), nil)
@@ -73,11 +73,11 @@ func queuedStore(b *testing.B, n int, log *slog.Logger) *threads.Store {
 		from := fmt.Sprintf("c%d@example.com", i)
 		raw := fmt.Sprintf("From: %s\r\nTo: support@example.test\r\nSubject: Invoice %d charged twice\r\nMessage-ID: <b%d@example.com>\r\n\r\nInvoice %d was charged twice this month.\r\n", from, i, i, i)
 		if _, err := store.Accept(context.Background(), mailin.Envelope{Path: mailin.PathSMTP, MailFrom: from, Live: true}, []byte(raw)); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	if _, err := store.ProcessPending(context.Background()); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return store
 }

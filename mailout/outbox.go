@@ -2,8 +2,10 @@ package mailout
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +39,24 @@ type Outbox struct {
 	log   *slog.Logger
 	wake  chan struct{}
 	batch int
+	alert func(kind, subject, text string) // tells the operator (SetAlert); nil: nobody
+}
+
+// SetAlert installs the operator alert (Alerter.Alert) for mail that fails for good or
+// keeps being deferred (alertAfter attempts). Call it before Run.
+func (o *Outbox) SetAlert(alert func(kind, subject, text string)) { o.alert = alert }
+
+// alertAfter is the attempt from which a deferred mail counts as "keeps failing".
+const alertAfter = 3
+
+func (o *Outbox) tell(it threads.OutboxItem, what string, err error) {
+	if o.alert == nil {
+		return
+	}
+	o.alert("outbox", "outbound mail "+what, fmt.Sprintf(
+		"Mail %d (%s for ticket #%d, to %s) %s after %d attempts:\n\n  %v\n\n"+
+			"`replydesk status` counts queued, retrying and failed mail; `replydesk show %d` shows this one.",
+		it.ID, it.Kind, it.Ticket, strings.Join(it.Rcpts, ", "), what, it.Attempts+1, err, it.Ticket))
 }
 
 // NewOutbox delivers q's mail through tr.
@@ -143,11 +163,15 @@ func (o *Outbox) deliver(ctx context.Context, it threads.OutboxItem) bool {
 		if err := o.q.MailFailed(wctx, it.ID, err.Error()); err != nil {
 			log.Error("record failed mail", "err", err)
 		}
+		o.tell(it, "failed for good", err)
 	default:
 		next := time.Now().Add(o.backoff(it.Attempts))
 		log.Info("mail deferred", "err", err, "next", next)
 		if err := o.q.MailRetry(wctx, it.ID, err.Error(), next); err != nil {
 			log.Error("record deferred mail", "err", err)
+		}
+		if it.Attempts+1 >= alertAfter {
+			o.tell(it, "keeps failing", err)
 		}
 	}
 	return false

@@ -63,6 +63,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	alerter := env.cfg.alerter(store, transport, env.log)
 	defer alerter.Wait()
 	outbox := mailout.NewOutbox(store, transport, env.cfg.retryPolicy(), env.log)
+	outbox.SetAlert(alerter.Alert)
 	store.SetResponder(responder, outbox.Wake)
 	srv, err := mailin.NewServer(env.cfg.mailinConfig(), store, env.log)
 	if err != nil {
