@@ -3,8 +3,8 @@ package mailout
 import (
 	"context"
 	"io"
-	"net"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
