@@ -3,6 +3,7 @@ package threads
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,7 +30,8 @@ func (s *Store) Backup(ctx context.Context, path string) (int64, error) {
 	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, abs); err != nil {
 		return 0, fmt.Errorf("backup to %s: %w", abs, err)
 	}
-	if err := syncFileAndDir(abs); err != nil {
+	// The file's bytes, then its name in the directory (SyncDir fsyncs any path it opens).
+	if err := errors.Join(SyncDir(abs), SyncDir(filepath.Dir(abs))); err != nil {
 		return 0, fmt.Errorf("backup to %s: %w", abs, err)
 	}
 	fi, err := os.Stat(abs)
@@ -37,20 +39,4 @@ func (s *Store) Backup(ctx context.Context, path string) (int64, error) {
 		return 0, fmt.Errorf("backup: %w", err)
 	}
 	return fi.Size(), nil
-}
-
-// syncFileAndDir makes a new file durable: its bytes, and its name in the directory.
-func syncFileAndDir(path string) error {
-	for _, p := range []string{path, filepath.Dir(path)} {
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

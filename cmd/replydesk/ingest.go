@@ -123,7 +123,7 @@ func ingestFiles(ctx context.Context, env *cmdEnv, paths []string, notify bool) 
 // setResponder lets ingested live mail queue its confirmations and notifications; the
 // outbox of a running (or the next) `serve` delivers them.
 func setResponder(env *cmdEnv, store *threads.Store) error {
-	r, err := env.cfg.responder(store.Tokens())
+	r, err := env.cfg.responder(store.Tokens(), env.log)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // responder builds the mail policy and composer from the configuration.
-func (c fileConfig) responder(tokens *threads.Tokens) (*mailout.Responder, error) {
+func (c fileConfig) responder(tokens *threads.Tokens, log *slog.Logger) (*mailout.Responder, error) {
 	tpl, err := templates.Load(c.Outbound.Templates)
 	if err != nil {
 		return nil, err
@@ -21,6 +21,7 @@ func (c fileConfig) responder(tokens *threads.Tokens) (*mailout.Responder, error
 	rc := mailout.ResponderConfig{
 		Helpdesk: c.Helpdesk.Name, DefaultLanguage: c.Helpdesk.DefaultLanguage, From: c.Outbound.From,
 		Policy: mailout.Policy{RecentLimit: c.Outbound.AutoRepliesPer10m, DayLimit: c.Outbound.AutoRepliesPerDay},
+		Log:    log,
 	}
 	for _, a := range c.Address {
 		rc.OurAddresses = append(rc.OurAddresses, a.Email)

@@ -52,7 +52,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 		return err
 	}
 	defer store.Close()
-	responder, err := env.cfg.responder(store.Tokens())
+	responder, err := env.cfg.responder(store.Tokens(), env.log)
 	if err != nil {
 		return err
 	}
