@@ -81,6 +81,7 @@ func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
 		var why string
 		if to, why = r.autoReplyTo(f); to == "" {
 			log.Info("no auto-reply", "from", f.Message.From, "reason", why)
+			note(f, "no confirmation sent: "+why)
 		}
 	}
 	agents := r.agentsFor(f.Ticket)
@@ -109,6 +110,7 @@ func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
 		}
 		if m, err := r.customerMail(f, earlier, name, lang, to); err != nil {
 			log.Error("no auto-reply: mail not composed", "kind", name, "to", to, "err", err)
+			note(f, "no confirmation sent: it could not be composed: "+err.Error())
 		} else {
 			out = append(out, m)
 		}
@@ -121,6 +123,13 @@ func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
 		}
 	}
 	return out, nil
+}
+
+// note records on the filed message why mail did not go out, for `show`.
+func note(f threads.Filed, text string) {
+	if f.Note != nil {
+		f.Note(text)
+	}
 }
 
 func (r *Responder) log() *slog.Logger {

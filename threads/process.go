@@ -376,7 +376,9 @@ type filing struct {
 	routing routing
 	ticket  int64
 	event   string
-	queued  int // outbound mails queued by the Responder
+	queued  int      // outbound mails queued by the Responder
+	row     int64    // the stored message
+	stored  []string // its notes as stored
 }
 
 // messageDate is the Date header, unless it is missing or in the future.
@@ -432,6 +434,7 @@ func (s *Store) storeFiled(tx *sql.Tx, f *filing) error {
 	if err != nil {
 		return err
 	}
+	f.row, f.stored = row, notes
 	insertRef := tx.Stmt(s.sql.insertRef)
 	for _, ref := range referencesOf(p) {
 		if _, err := insertRef.Exec(row, ref); err != nil {

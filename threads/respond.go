@@ -29,6 +29,9 @@ type Filed struct {
 	// transaction; only mail that is actually sent needs them, so it is not read up front.
 	Earlier  func() ([]Ticket, error)
 	Bouncing bool // mail to the sender bounced; no auto-replies until they write
+	// Note adds a note to the filed message (shown by show): why no confirmation went
+	// out, for instance. Valid only during Respond.
+	Note func(string)
 	// Auto-replies already sent to this sender and on this ticket, for the rate limits.
 	RecentToSender, TodayToSender, RecentOnTicket, TodayOnTicket int
 }
@@ -99,9 +102,17 @@ func (s *Store) respond(tx *sql.Tx, f *filing) error {
 	if err != nil {
 		return err
 	}
+	var notes []string
+	ev.Note = func(n string) { notes = append(notes, OneLine(n, 300)) }
 	mails, err := s.responder.Respond(ev)
 	if err != nil {
 		return fmt.Errorf("compose mail for #%d: %w", f.ticket, err)
+	}
+	if len(notes) > 0 {
+		f.stored = append(f.stored, notes...)
+		if _, err := tx.Exec(sqlSetMessageNotes, jsonList(f.stored), f.row); err != nil {
+			return err
+		}
 	}
 	for _, m := range mails {
 		if err := s.queueMail(tx, f.ticket, f.m.received, m); err != nil {

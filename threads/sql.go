@@ -78,6 +78,7 @@ const (
 		coalesce((SELECT m.ticket_id FROM messages m WHERE m.inbox_id = i.id), 0), substr(i.raw, 1, ?2) FROM inbox i WHERE i.id = ?1`
 	sqlClaimAlert = `INSERT INTO alerts (kind, last_sent) VALUES (?1, ?2)
 		ON CONFLICT (kind) DO UPDATE SET last_sent = excluded.last_sent WHERE last_sent <= ?3`
+	sqlSetMessageNotes  = `UPDATE messages SET notes = ? WHERE id = ?`
 	sqlCountFileAttempt = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
 	sqlSetAside         = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
 	sqlIntakeError      = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`

@@ -127,3 +127,75 @@ func TestBackupWhileServing(t *testing.T) {
 		}
 	}
 }
+
+// The three raw-8-bit sender mails of issue 8 (From, Sender, both name and address),
+// each followed by 20 normal mails, over SMTP to serve: nothing is left unfiled or set
+// aside, and the bad ones are tickets whose show says why no confirmation went out.
+func TestRaw8BitSendersDoNotStopFiling(t *testing.T) {
+	t.Parallel()
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n\n[[agent]]\nemail = \"ana@example.test\"\nqueues = [\"support\"]\n", addr))
+	ctx, stop := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
+	}()
+	defer func() { stop(); <-exited }()
+	waitFor(t, "the listener", func() bool { return sendProbe(addr) })
+	bad := []string{
+		"From: M\xfcller <m\xfcller@example.com>\r\n",
+		"From: Anna <anna@example.com>\r\nSender: B\xe4ckerei <b\xe4cker@example.com>\r\n",
+		"From: J\xf6rg \xd6 <j\xf6rg\xff@ex\xe4mple.com>\r\nSender: s\xfc@example.com\r\n",
+	}
+	n := 0
+	for i, from := range bad {
+		raw := fmt.Sprintf("%sTo: support@example.test\r\nSubject: bad sender %d\r\nMessage-ID: <bad%d@example.com>\r\n\r\nMy order never arrived.\r\n", from, i, i)
+		if err := sendMail(addr, "bounces@example.com", raw); err != nil {
+			t.Fatalf("bad mail %d: %v", i, err)
+		}
+		n++
+		for j := range 20 {
+			raw := customerMessage(fmt.Sprintf("c%d-%d@example.com", i, j), fmt.Sprintf("ok%d-%d@example.com", i, j),
+				"Invoice question", "Invoice 7 was charged twice.")
+			if err := sendMail(addr, fmt.Sprintf("c%d-%d@example.com", i, j), raw); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	var st threads.Status
+	waitFor(t, "everything filed", func() bool {
+		_, out, _ := runCmd(t, "", "status", "-config", cfg, "-json")
+		return json.Unmarshal([]byte(out), &st) == nil && st.Accepted == int64(n) && st.Unfiled == 0
+	})
+	if st.SetAsideCount != 0 || st.Tickets["open"] != n {
+		t.Fatalf("status: %d set aside (%v), %v tickets; want 0 and %d open", st.SetAsideCount, st.SetAside, st.Tickets, n)
+	}
+	for i, ticket := range []int64{1, 22, 43} {
+		_, out, _ := runCmd(t, "", "show", "-config", cfg, "-json", fmt.Sprint(ticket))
+		var tk threads.Ticket
+		if err := json.Unmarshal([]byte(out), &tk); err != nil || tk.Subject != fmt.Sprintf("bad sender %d", i) {
+			t.Fatalf("ticket #%d: %v\n%s", ticket, err, out)
+		}
+		m := tk.Messages[0]
+		confirmed := false
+		for _, om := range tk.Messages[1:] {
+			confirmed = confirmed || om.Direction == "out" && len(om.Flags) > 0 && om.Flags[0] == "confirmation"
+		}
+		if i == 1 { // only Sender is bad: From is a fine address, and gets its confirmation
+			if !confirmed || m.From != "anna@example.com" {
+				t.Errorf("ticket #%d: from %q, confirmed %v; want anna@example.com confirmed", ticket, m.From, confirmed)
+			}
+			continue
+		}
+		if confirmed || !strings.Contains(strings.Join(m.Notes, "; "), "no confirmation sent") {
+			t.Errorf("ticket #%d (%q): confirmed %v, notes %q; want no confirmation and a note why", ticket, m.From, confirmed, m.Notes)
+		}
+		for _, om := range tk.Messages[1:] {
+			if len(om.To) > 0 && strings.ContainsAny(om.To[0], "\xfc\xe4\xf6\xff") {
+				t.Errorf("ticket #%d: mail to a raw 8-bit address: %+v", ticket, om)
+			}
+		}
+	}
+}
