@@ -67,8 +67,9 @@ func queuedStore(tb testing.TB, n int, log *slog.Logger) *threads.Store {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	store.SetResponder(NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en",
-		OurAddresses: []string{"support@example.test"}}, tpl, store.Tokens()), nil)
+	r := NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en",
+		OurAddresses: []string{"support@example.test"}}, tpl, store.Tokens())
+	store.SetResponder(r, nil)
 	for i := range n {
 		from := fmt.Sprintf("c%d@example.com", i)
 		raw := fmt.Sprintf("From: %s\r\nTo: support@example.test\r\nSubject: Invoice %d charged twice\r\nMessage-ID: <b%d@example.com>\r\n\r\nInvoice %d was charged twice this month.\r\n", from, i, i, i)
@@ -79,7 +80,22 @@ func queuedStore(tb testing.TB, n int, log *slog.Logger) *threads.Store {
 	if _, err := store.ProcessPending(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
+	composeAll(tb, store, r)
 	return store
+}
+
+// composeAll composes every intent waiting in store, as serve's Composer would.
+func composeAll(tb testing.TB, store *threads.Store, r *Responder) {
+	c := NewComposer(store, r, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for {
+		n, err := c.ComposeDue(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
 }
 
 type discard struct{}

@@ -37,6 +37,7 @@ type Draft struct {
 	ThreadStart    time.Time // when the ticket was created
 	Text, HTML     string
 	Date           time.Time
+	MessageID      string // chosen when the mail was decided (newMessageID); "" makes one
 }
 
 // ErrBadAddress is returned for an address we refuse to write into a header.
@@ -71,7 +72,9 @@ func Compose(d Draft) ([]byte, string, error) {
 		h.SetAddressList("Reply-To", []*gomail.Address{{Name: safeText(d.FromName), Address: rt}})
 	}
 	h.SetSubject(safeText(d.Subject))
-	if err := h.GenerateMessageIDWithHostname(domainOf(from)); err != nil {
+	if d.MessageID != "" && validID(d.MessageID) {
+		h.SetMessageID(d.MessageID)
+	} else if err := h.GenerateMessageIDWithHostname(domainOf(from)); err != nil {
 		return nil, "", fmt.Errorf("Message-ID: %w", err)
 	}
 	msgID, _ := h.MessageID()
@@ -155,6 +158,17 @@ func references(refs []string, parent string) []string {
 		out = append(out[:1], out[len(out)-maxReferences+1:]...) // keep the root and the newest
 	}
 	return out
+}
+
+// newMessageID makes a Message-ID (without brackets) at the domain of from, the way
+// Compose would, for mail decided now and composed later.
+func newMessageID(from string) string {
+	var h gomail.Header
+	if err := h.GenerateMessageIDWithHostname(domainOf(from)); err != nil {
+		panic(err) // crypto/rand failed: nothing sensible to do
+	}
+	id, _ := h.MessageID()
+	return id
 }
 
 func domainOf(addr string) string {

@@ -1,6 +1,7 @@
 package mailout
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/mail"
@@ -60,22 +61,26 @@ func NewResponder(cfg ResponderConfig, tpl *templates.Set, tokens *threads.Token
 var agentCommands = []string{"#note <text>", "#status open|pending|resolved", "#resolve",
 	"#assign <agent>", "#category billing|technical|account|feature|other", "#priority low|normal|high|urgent"}
 
-// Respond: a new ticket gets a confirmation (or, when the message says too little to act
+// Decide: a new ticket gets a confirmation (or, when the message says too little to act
 // on, a request for details) and a notification to the queue's agents; a customer reply
 // notifies the assignee or the queue's agents. Automatic and imported mail gets nothing.
 //
-// Respond runs inside the filing transaction, so it returns an error only when reading
-// the store fails: what a customer wrote (an address that cannot take mail, a hostile
-// display name) never fails filing. A sender we cannot or may not answer gets no
-// auto-reply, and a mail that cannot be composed is left out; both are logged with the
-// reason.
-func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
+// Decide runs inside the filing transaction and only decides: rendering, composing and
+// signing happen in Compose, outside it. It returns an error only when reading the store
+// fails: what a customer wrote (an address that cannot take mail, a hostile display
+// name) never fails filing. A sender we cannot or may not answer gets no auto-reply,
+// logged and noted on the message with the reason.
+//
+// The queue's agents get one notification between them (To: all of them, a team token
+// any of them may reply through): one mail to sign instead of one per agent, and each
+// agent sees who else was told.
+func (r *Responder) Decide(f threads.Filed) ([]threads.Intent, error) {
 	if !f.Live || f.Auto || f.Kind != "customer" || (f.Event != "opened" && f.Event != "customer_reply") {
 		return nil, nil
 	}
 	log := r.log().With("ticket", f.Ticket.ID, "message_id", f.Message.MessageID)
-	// Decide first, compose after: most mail under load (a sender past its limit, a queue
-	// without agents) causes nothing, and should cost nothing.
+	// Decide first, snapshot after: most mail under load (a sender past its limit, a
+	// queue without agents) causes nothing, and should cost nothing.
 	var to string
 	if f.Event == "opened" {
 		var why string
@@ -95,34 +100,94 @@ func (r *Responder) Respond(f threads.Filed) ([]threads.OutMail, error) {
 			return nil, err // the store: filing is retried
 		}
 	}
-	known := f.Ticket.Language
-	for _, e := range earlier {
-		if known == "" && e.Language != "" {
-			known = e.Language // the language of the customer's earlier tickets
-		}
-	}
-	lang := templates.Language(f.Message.ContentLanguage, known, f.Message.Subject+"\n"+f.Message.Text, r.cfg.DefaultLanguage)
-	var out []threads.OutMail
+	var out []threads.Intent
 	if to != "" {
 		name := "confirmation"
 		if saysTooLittle(f.Message.Subject, f.Message.Text) {
 			name = "ask_details"
 		}
-		if m, err := r.customerMail(f, earlier, name, lang, to); err != nil {
-			log.Error("no auto-reply: mail not composed", "kind", name, "to", to, "err", err)
-			note(f, "no confirmation sent: it could not be composed: "+err.Error())
-		} else {
-			out = append(out, m)
-		}
+		rcpt := []*mail.Address{{Name: Display(f.Message.FromName, MaxNameRunes), Address: to}}
+		out = append(out, r.intent(f, earlier, name, rcpt, f.Ticket.CustomerToken))
 	}
-	for _, a := range agents {
-		if m, err := r.notification(f, earlier, a, lang); err != nil {
-			log.Error("notification not composed", "to", a.Email, "err", err)
-		} else {
-			out = append(out, m)
+	if len(agents) > 0 {
+		var rcpts []*mail.Address
+		for _, a := range agents {
+			rcpts = append(rcpts, &mail.Address{Name: a.Name, Address: a.Email})
 		}
+		token := r.tokens.Team(f.Ticket.ID)
+		if len(agents) == 1 {
+			token = r.tokens.Agent(f.Ticket.ID, agents[0].Email)
+		}
+		out = append(out, r.intent(f, earlier, "notification", rcpts, token))
 	}
 	return out, nil
+}
+
+// intentData is what Compose needs to write one mail, snapshotted when it is decided
+// (the text of the message it is about is read back from the store instead).
+type intentData struct {
+	Template  string
+	To        []*mail.Address
+	Token     string
+	MessageID string
+	Ticket    threads.TicketInfo
+	Message   threads.MessageInfo
+	Earlier   []threads.Ticket
+}
+
+// intent records one mail to write; its Message-ID is chosen now.
+func (r *Responder) intent(f threads.Filed, earlier []threads.Ticket, name string, to []*mail.Address, token string) threads.Intent {
+	support := r.supportAddress(f.Ticket)
+	d := intentData{Template: name, To: to, Token: token, MessageID: newMessageID(support), Ticket: f.Ticket, Message: f.Message}
+	d.Message.Text = "" // read back from the store when composing
+	for _, e := range earlier {
+		d.Earlier = append(d.Earlier, threads.Ticket{ID: e.ID, Subject: e.Subject, Status: e.Status, Language: e.Language})
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		panic(err) // plain strings, numbers and times
+	}
+	in := threads.Intent{Kind: name, From: support, MessageID: d.MessageID, Subject: f.Ticket.Subject, Data: data}
+	for _, a := range to {
+		in.To = append(in.To, a.Address)
+	}
+	if name == "notification" {
+		in.EnvelopeFrom = support // agents' servers may bounce to us; customers' never do
+	} else {
+		in.Auto = true
+	}
+	return in
+}
+
+// Compose renders, composes and signs one decided mail. It runs outside the filing
+// transaction, on the Composer's workers.
+func (r *Responder) Compose(c threads.ToCompose) (threads.Composed, error) {
+	var d intentData
+	if err := json.Unmarshal(c.Data, &d); err != nil {
+		return threads.Composed{}, fmt.Errorf("mail %d: unreadable intent: %w", c.OutboxID, err)
+	}
+	f := threads.Filed{Ticket: d.Ticket, Message: d.Message}
+	f.Message.Text = c.Text
+	known := f.Ticket.Language
+	for _, e := range d.Earlier {
+		if known == "" && e.Language != "" {
+			known = e.Language // the language of the customer's earlier tickets
+		}
+	}
+	lang := templates.Language(f.Message.ContentLanguage, known, f.Message.Subject+"\n"+f.Message.Text, r.cfg.DefaultLanguage)
+	draft := Draft{AutoReply: true}
+	renderLang := lang
+	if d.Template == "notification" {
+		draft = Draft{AutoGenerated: true}
+		renderLang = r.cfg.DefaultLanguage // agents read the helpdesk's language; the ticket keeps the customer's
+	}
+	draft.MessageID = d.MessageID
+	m, err := r.mail(f, d.Earlier, d.Template, renderLang, d.To, d.Token, draft)
+	if err != nil {
+		return threads.Composed{}, fmt.Errorf("%s for #%d: %w", d.Template, f.Ticket.ID, err)
+	}
+	m.OutboxID, m.Language = c.OutboxID, lang
+	return m, nil
 }
 
 // note records on the filed message why mail did not go out, for `show`.
@@ -268,46 +333,26 @@ func (r *Responder) data(f threads.Filed, earlierTickets []threads.Ticket, lang,
 	}
 }
 
-// customerMail is an automatic reply to the customer: empty envelope sender, so it can
-// never bounce back into a loop, and Auto-Submitted: auto-replied.
-// addr is the sender's address as Recipient passed it.
-func (r *Responder) customerMail(f threads.Filed, earlier []threads.Ticket, name, lang, addr string) (threads.OutMail, error) {
-	to := &mail.Address{Name: Display(f.Message.FromName, MaxNameRunes), Address: addr}
-	m, err := r.mail(f, earlier, name, lang, to, f.Ticket.CustomerToken, Draft{AutoReply: true})
-	m.Auto = true
-	return m, err
-}
-
-// notification tells an agent about new customer text, in the helpdesk's language; the
-// agent replies through their own agent token.
-func (r *Responder) notification(f threads.Filed, earlier []threads.Ticket, a Agent, lang string) (threads.OutMail, error) {
-	to := &mail.Address{Name: a.Name, Address: a.Email}
-	m, err := r.mail(f, earlier, "notification", r.cfg.DefaultLanguage, to, r.tokens.Agent(f.Ticket.ID, a.Email), Draft{AutoGenerated: true})
-	m.EnvelopeFrom, m.Language = m.From, lang // the ticket keeps the customer's language
-	return m, err
-}
-
-// mail renders template name in lang for one recipient, composes it as a reply to the
-// filed message (kind holds AutoReply or AutoGenerated) and signs it.
-func (r *Responder) mail(f threads.Filed, earlier []threads.Ticket, name, lang string, to *mail.Address, token string, kind Draft) (threads.OutMail, error) {
+// mail renders template name in lang, composes it as a reply to the filed message (kind
+// holds AutoReply or AutoGenerated and the Message-ID) and signs it.
+func (r *Responder) mail(f threads.Filed, earlier []threads.Ticket, name, lang string, to []*mail.Address, token string, kind Draft) (threads.Composed, error) {
 	t := f.Ticket
 	rendered, err := r.tpl.Render(name, lang, r.data(f, earlier, lang, token))
 	if err != nil {
-		return threads.OutMail{}, err
+		return threads.Composed{}, err
 	}
 	support := r.supportAddress(t)
 	d := kind
-	d.From, d.FromName, d.To, d.ReplyTo = support, r.cfg.Helpdesk, []*mail.Address{to}, tokenAddress(support, token)
+	d.From, d.FromName, d.To, d.ReplyTo = support, r.cfg.Helpdesk, to, tokenAddress(support, token)
 	d.Subject, d.InReplyTo, d.References, d.Language = rendered.Subject, f.Message.MessageID, f.Message.References, lang
 	d.ThreadTopic, d.ThreadSeed, d.ThreadStart = t.Subject, fmt.Sprint(t.ID), t.Created
 	d.Text, d.HTML = rendered.Text, rendered.HTML
-	raw, msgID, err := Compose(d)
+	raw, _, err := Compose(d)
 	if err == nil {
 		raw, err = r.cfg.DKIM.Sign(raw)
 	}
 	if err != nil {
-		return threads.OutMail{}, err
+		return threads.Composed{}, err
 	}
-	return threads.OutMail{Kind: name, From: support, To: []string{to.Address}, Raw: raw, MessageID: msgID,
-		Subject: rendered.Subject, Text: rendered.Text, Language: lang}, nil
+	return threads.Composed{Raw: raw, Subject: rendered.Subject, Text: rendered.Text}, nil
 }

@@ -64,9 +64,14 @@ func filingStore(t *testing.T, cfg ResponderConfig) (*threads.Store, *logBuffer)
 		cfg.Agents = []Agent{{Email: "ana@example.test", Name: "Ana", Queues: []string{"support"}}}
 	}
 	cfg.Log = log
-	store.SetResponder(NewResponder(cfg, tpl, store.Tokens()), nil)
+	r := NewResponder(cfg, tpl, store.Tokens())
+	store.SetResponder(r, nil)
+	responderOf.Store(store, r)
 	return store, logs
 }
+
+// responderOf remembers each filingStore's Responder, so deliverRaw can compose.
+var responderOf sync.Map
 
 // deliverRaw accepts one live message and files everything pending.
 func deliverRaw(t *testing.T, store *threads.Store, mailFrom, raw string) {
@@ -78,6 +83,9 @@ func deliverRaw(t *testing.T, store *threads.Store, mailFrom, raw string) {
 	}
 	if _, err := store.ProcessPending(ctx); err != nil {
 		t.Fatalf("filing failed: %v", err)
+	}
+	if r, ok := responderOf.Load(store); ok {
+		composeAll(t, store, r.(*Responder))
 	}
 }
 

@@ -15,7 +15,15 @@ import (
 // Accept stores raw exactly as received, with its envelope, and returns once the
 // transaction that holds it has committed. Concurrent callers share one commit (see
 // writer.go). The same bytes accepted twice are stored once.
+//
+// Memory: raw is not copied in Go. The driver copies it into SQLite's memory for the
+// insert, and SQLite builds its record from that (about twice the message, one message
+// at a time, as the writer runs operations in turn). When Accept returns, nothing here
+// refers to raw any more, so the caller's buffer is free.
 func (s *Store) Accept(ctx context.Context, env mailin.Envelope, raw []byte) (mailin.Receipt, error) {
+	// The writer may keep a finished operation in its batch until the slot is reused;
+	// the operation must not keep the message alive with it.
+	defer func() { raw = nil }()
 	digest := sha256.Sum256(raw)
 	if env.Received.IsZero() {
 		env.Received = time.Now()
@@ -40,10 +48,20 @@ func (s *Store) Accept(ctx context.Context, env mailin.Envelope, raw []byte) (ma
 		s.RecordIntakeError(env.Path, err)
 		return mailin.Receipt{}, fmt.Errorf("accept message: %w", err)
 	}
+	s.accepted.Store(time.Now().UnixNano())
 	if !rc.Duplicate {
 		s.Wake()
 	}
 	return rc, nil
+}
+
+// arrivingWindow: mail accepted this recently means more is probably on its way.
+const arrivingWindow = 20 * time.Millisecond
+
+// Arriving reports whether mail is being accepted right now: background work (composing
+// mail) gives way to sessions waiting for their commit.
+func (s *Store) Arriving() bool {
+	return time.Since(time.Unix(0, s.accepted.Load())) < arrivingWindow
 }
 
 // Wake tells the processor that new mail is waiting.

@@ -126,3 +126,55 @@ func (s *Store) MailFailed(ctx context.Context, id int64, reason string) error {
 		return s.addEvent(tx, ticket, now, "replydesk", "delivery_failed", reason)
 	})
 }
+
+// ComposeDue returns up to limit intents waiting to be composed, oldest first.
+func (s *Store) ComposeDue(ctx context.Context, limit int) ([]ToCompose, error) {
+	return queryAll(ctx, s.rdb, func(r scanner) (ToCompose, error) {
+		var c ToCompose
+		var data string
+		err := r.Scan(&c.OutboxID, &c.Ticket, &c.Kind, &data, &c.Text)
+		c.Data = []byte(data)
+		return c, err
+	}, sqlComposeDue, limit)
+}
+
+// Composed stores composed mail in one transaction: each becomes queued for delivery
+// (or, when composing failed, failed with the reason, shown on its ticket). An intent
+// composed twice (a crash between composing and this commit) is stored once.
+func (s *Store) Composed(ctx context.Context, mails []Composed) error {
+	now := time.Now().Unix()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		for _, m := range mails {
+			if m.Err != nil {
+				if _, err := tx.Exec(sqlComposeFailed, m.Err.Error(), now, m.OutboxID); err != nil {
+					return err
+				}
+				reason := "could not be composed: " + m.Err.Error()
+				if _, err := tx.Exec(sqlComposedMessage, "", "", "failed", reason, m.OutboxID); err != nil {
+					return err
+				}
+				continue
+			}
+			res, err := tx.Exec(sqlComposedMail, m.Raw, now, m.OutboxID)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue // composed already
+			}
+			if _, err := tx.Exec(sqlComposedMessage, m.Subject, m.Text, nil, nil, m.OutboxID); err != nil {
+				return err
+			}
+			if m.Language != "" {
+				if _, err := tx.Exec(sqlComposedLanguage, m.Language, m.OutboxID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store composed mail: %w", err)
+	}
+	return nil
+}

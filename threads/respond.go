@@ -9,11 +9,46 @@ import (
 )
 
 // Responder decides and composes the mail that a filed message causes (confirmations,
-// notifications). It is called inside the filing transaction, and the mail it returns is
-// queued in that same transaction: a crash can lose neither the ticket change nor the
-// mail, and cannot keep one without the other. mailout implements it.
+// notifications), in two steps. Decide runs inside the filing transaction and must be
+// cheap: what it returns is recorded in that transaction as intents, so a crash can lose
+// neither the ticket change nor the mail, and cannot keep one without the other.
+// Compose runs later, outside the writer and in parallel (mailout's Composer): it
+// renders, composes and signs one intent. mailout implements it.
 type Responder interface {
-	Respond(f Filed) ([]OutMail, error)
+	Decide(f Filed) ([]Intent, error)
+	Compose(c ToCompose) (Composed, error)
+}
+
+// Intent is one mail filing decided to send. Its Message-ID is chosen now, so a reply
+// threads by its headers even before the mail is composed.
+type Intent struct {
+	Kind         string // confirmation, notification, ask_details, agent_reply
+	Auto         bool   // an automatic reply: rate-limited and logged in autoreplies
+	From         string // the From header (the support address)
+	EnvelopeFrom string // "" for automatic replies
+	To           []string
+	MessageID    string
+	Subject      string // provisional, until composed
+	Data         []byte // the Responder's own snapshot, handed back to Compose
+}
+
+// ToCompose is an intent waiting to be composed, as ComposeDue returns it.
+type ToCompose struct {
+	OutboxID int64
+	Ticket   int64
+	Kind     string
+	Data     []byte
+	Text     string // the text of the message the mail is about
+}
+
+// Composed is a composed intent: the bytes to send and what `show` displays.
+type Composed struct {
+	OutboxID int64
+	Raw      []byte
+	Subject  string
+	Text     string
+	Language string // the customer's language, remembered on the ticket ("" to leave it)
+	Err      error  // composing failed: the mail fails visibly instead
 }
 
 // Filed is what a Responder learns about a message just filed.
@@ -55,20 +90,6 @@ type MessageInfo struct {
 	ContentLanguage                          string
 }
 
-// OutMail is one mail to queue: the raw bytes, ready to send.
-type OutMail struct {
-	Kind         string // confirmation, notification, ask_details, agent_reply
-	Auto         bool   // an automatic reply: rate-limited and logged in autoreplies
-	From         string // the From header (the support address)
-	EnvelopeFrom string // "" for automatic replies
-	To           []string
-	Raw          []byte
-	MessageID    string
-	Subject      string
-	Text         string
-	Language     string // the customer's language, remembered on the ticket
-}
-
 // RecentWindow is the short window of the auto-reply rate limits (the long one is a day).
 const RecentWindow = 10 * time.Minute
 
@@ -104,9 +125,9 @@ func (s *Store) respond(tx *sql.Tx, f *filing) error {
 	}
 	var notes []string
 	ev.Note = func(n string) { notes = append(notes, OneLine(n, 300)) }
-	mails, err := s.responder.Respond(ev)
+	intents, err := s.responder.Decide(ev)
 	if err != nil {
-		return fmt.Errorf("compose mail for #%d: %w", f.ticket, err)
+		return fmt.Errorf("decide mail for #%d: %w", f.ticket, err)
 	}
 	if len(notes) > 0 {
 		f.stored = append(f.stored, notes...)
@@ -114,12 +135,12 @@ func (s *Store) respond(tx *sql.Tx, f *filing) error {
 			return err
 		}
 	}
-	for _, m := range mails {
-		if err := s.queueMail(tx, f.ticket, f.m.received, m); err != nil {
+	for _, in := range intents {
+		if err := s.queueIntent(tx, f.ticket, f.row, f.m.received, in); err != nil {
 			return err
 		}
 	}
-	f.queued += len(mails)
+	f.queued += len(intents)
 	return nil
 }
 
@@ -193,33 +214,29 @@ func (s *Store) supportAddressOf(m *pending) string {
 	return ""
 }
 
-// queueMail records an outbound message on the ticket and its outbox row.
-func (s *Store) queueMail(tx *sql.Tx, ticket int64, now time.Time, m OutMail) error {
+// queueIntent records an outbound message on the ticket and its outbox row, waiting to
+// be composed; an automatic reply counts against the rate limits from now on.
+func (s *Store) queueIntent(tx *sql.Tx, ticket, aboutRow int64, now time.Time, in Intent) error {
 	kind := "system"
-	if m.Auto {
+	if in.Auto {
 		kind = "auto"
 	}
-	p := &Parsed{MessageID: m.MessageID, From: m.From, To: m.To, Subject: m.Subject, Body: m.Text}
-	row, err := s.insertMessage(tx, ticket, 0, "out", kind, p, now, "", []string{m.Kind}, nil)
+	p := &Parsed{MessageID: in.MessageID, From: in.From, To: in.To, Subject: in.Subject}
+	row, err := s.insertMessage(tx, ticket, 0, "out", kind, p, now, "", []string{in.Kind}, nil)
 	if err != nil {
 		return err
 	}
 	if _, err := tx.Exec(sqlMarkQueued, row); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(sqlQueueOutbox, row, ticket, m.Kind, m.EnvelopeFrom, strings.Join(m.To, "\n"), m.Raw, now.Unix(), now.Unix()); err != nil {
+	if _, err := tx.Exec(sqlQueueIntent, row, ticket, in.Kind, in.EnvelopeFrom, strings.Join(in.To, "\n"), now.Unix(), now.Unix(), in.Data, aboutRow); err != nil {
 		return err
 	}
-	if m.Auto {
-		for _, a := range m.To {
+	if in.Auto {
+		for _, a := range in.To {
 			if _, err := tx.Exec(sqlLogAutoReply, AutoReplyKey(a), ticket, now.Unix()); err != nil {
 				return err
 			}
-		}
-	}
-	if m.Language != "" {
-		if _, err := tx.Exec(sqlSetLanguage, m.Language, ticket); err != nil {
-			return err
 		}
 	}
 	return nil

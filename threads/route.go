@@ -107,6 +107,8 @@ func (s *Store) tokenTicket(tx *sql.Tx, m *pending, r *routing) (int64, error) {
 		if claim.Agent != "" {
 			if agent := s.agentByHash(claim.Agent); agent != "" && strings.EqualFold(agent, p.From) {
 				r.agent = agent
+			} else if claim.Agent == TeamHash && s.isAgent(p.From) {
+				r.agent = strings.ToLower(p.From)
 			} else {
 				r.flags = append(r.flags, "agent_unverified")
 				r.note("an agent reply token arrived from %s, who is not that agent: not treated as an agent's reply", orUnknown(p.From))

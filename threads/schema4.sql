@@ -16,3 +16,11 @@ CREATE TABLE alerts (
 );
 
 ALTER TABLE messages ADD COLUMN list_id TEXT NOT NULL DEFAULT '';
+
+-- Outbound mail starts as an intent: filing decides what mail a ticket change causes and
+-- records it here, in its own transaction (status 'compose', raw empty, intent = the
+-- Responder's snapshot, about_row = the message the mail is about). Composers render,
+-- compose and sign it outside the filing transaction, then set raw and status 'queued'.
+ALTER TABLE outbox ADD COLUMN intent TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN about_row INTEGER;
+CREATE INDEX outbox_compose ON outbox(id) WHERE status = 'compose';

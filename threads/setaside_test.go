@@ -12,12 +12,14 @@ import (
 // any bug that one message triggers while it is filed.
 type failingResponder struct{ bad string }
 
-func (r failingResponder) Respond(f Filed) ([]OutMail, error) {
+func (r failingResponder) Decide(f Filed) ([]Intent, error) {
 	if strings.Contains(f.Message.Subject, r.bad) {
 		return nil, errors.New("injected failure")
 	}
 	return nil, nil
 }
+
+func (failingResponder) Compose(ToCompose) (Composed, error) { return Composed{}, nil }
 
 // One message that cannot be filed is set aside after fileAttempts tries; the messages
 // before and after it in the same batch are filed; refile brings it back once the cause

@@ -51,16 +51,23 @@ const (
 	sqlAutoRepliesTo       = `SELECT count(*) FROM autoreplies WHERE address = ? AND at >= ?`
 	sqlAutoRepliesOn       = `SELECT count(*) FROM autoreplies WHERE ticket_id = ? AND at >= ?`
 	sqlEarlierTickets      = `SELECT id, subject, status, language FROM tickets WHERE customer = ? AND id <> ? AND merged_into IS NULL ORDER BY id DESC LIMIT 5`
-	sqlQueueOutbox         = `INSERT INTO outbox (message_row, ticket_id, kind, mail_from, rcpt_to, raw, next_attempt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlQueueIntent         = `INSERT INTO outbox (message_row, ticket_id, kind, mail_from, rcpt_to, raw, status, next_attempt, created, intent, about_row)
+		VALUES (?, ?, ?, ?, ?, x'', 'compose', ?, ?, ?, ?)`
+	sqlComposeDue = `SELECT o.id, o.ticket_id, o.kind, o.intent, coalesce(m.text, m.body, '') FROM outbox o
+		LEFT JOIN messages m ON m.id = o.about_row WHERE o.status = 'compose' ORDER BY o.id LIMIT ?`
+	sqlComposedMail    = `UPDATE outbox SET raw = ?, status = 'queued', next_attempt = ? WHERE id = ? AND status = 'compose'`
+	sqlComposeFailed   = `UPDATE outbox SET status = 'failed', last_error = ?, done_at = ? WHERE id = ? AND status = 'compose'`
+	sqlComposedMessage = `UPDATE messages SET subject = ?, body = ?, delivery_status = coalesce(?, delivery_status), delivery_error = coalesce(?, delivery_error)
+		WHERE id = (SELECT message_row FROM outbox WHERE id = ?)`
+	sqlComposedLanguage    = `UPDATE tickets SET language = ? WHERE id = (SELECT ticket_id FROM outbox WHERE id = ?) AND language = ''`
 	sqlLogAutoReply        = `INSERT INTO autoreplies (address, ticket_id, at) VALUES (?, ?, ?)`
-	sqlSetLanguage         = `UPDATE tickets SET language = ? WHERE id = ? AND language = ''`
 	sqlDueMail             = `SELECT id, ticket_id, kind, mail_from, rcpt_to, raw, attempts FROM outbox WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`
 	sqlNextMailDue         = `SELECT min(next_attempt) FROM outbox WHERE status = 'queued'`
 	sqlOutboxDone          = `UPDATE outbox SET status = ?, done_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?`
 	sqlOutboxRetry         = `UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?`
 	sqlOutboxMessageStatus = `UPDATE messages SET delivery_status = ?, delivery_error = ? WHERE id = (SELECT message_row FROM outbox WHERE id = ?)`
 	sqlOutboxTicket        = `SELECT ticket_id FROM outbox WHERE id = ?`
-	sqlOutboxCounts        = `SELECT coalesce(sum(status = 'queued' AND attempts = 0), 0), coalesce(sum(status = 'queued' AND attempts > 0), 0), coalesce(sum(status = 'failed'), 0), coalesce(sum(status = 'sent'), 0) FROM outbox`
+	sqlOutboxCounts        = `SELECT coalesce(sum(status = 'queued' AND attempts = 0), 0), coalesce(sum(status = 'queued' AND attempts > 0), 0), coalesce(sum(status = 'failed'), 0), coalesce(sum(status = 'sent'), 0), coalesce(sum(status = 'compose'), 0) FROM outbox`
 	sqlMarkQueued          = `UPDATE messages SET delivery_status = 'queued' WHERE id = ?`
 	sqlSetResolvedAt       = `UPDATE tickets SET resolved_at = ? WHERE id = ?`
 	sqlParticipants        = `SELECT address, role FROM participants WHERE ticket_id = ? ORDER BY CASE role WHEN 'customer' THEN 0 WHEN 'cc' THEN 1 ELSE 2 END, address`

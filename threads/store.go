@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
@@ -77,6 +78,7 @@ type Store struct {
 	onQueued   func()                           // called after a filing transaction that queued mail commits
 	onSetAside func(inbox int64, reason string) // called when a message is set aside
 	wake       chan struct{}                    // one slot: new mail was accepted, the processor should look
+	accepted   atomic.Int64                     // unix nanoseconds of the last commit of accepted mail (Arriving)
 
 	closeOnce sync.Once
 	closeErr  error

@@ -56,6 +56,17 @@ func (t *Tokens) Agent(ticket int64, agentEmail string) string {
 	return fmt.Sprintf("a%d-%s-%s", ticket, h, t.mac("a", ticket, h))
 }
 
+// Team is the agent token of a notification sent to several agents at once (one mail,
+// one signature, instead of one per agent): any configured agent may reply through it.
+func (t *Tokens) Team(ticket int64) string { return t.Agent(ticket, teamAgent) }
+
+// teamAgent stands for "any agent" in a Team token; no address hashes like it, since it
+// has no @.
+const teamAgent = "*"
+
+// TeamHash is the agent hash of a Team token.
+var TeamHash = AgentHash(teamAgent)
+
 // AgentHash names an agent inside a token without spelling out the address.
 func AgentHash(email string) string {
 	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))

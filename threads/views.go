@@ -294,10 +294,11 @@ type Status struct {
 
 // OutboxStatus counts outbound mail by state.
 type OutboxStatus struct {
-	Queued   int64 `json:"queued"`   // not tried yet
-	Retrying int64 `json:"retrying"` // failed temporarily, will be retried
-	Failed   int64 `json:"failed"`   // failed for good, shown on the ticket
-	Sent     int64 `json:"sent"`
+	Composing int64 `json:"composing"` // decided, not yet composed
+	Queued    int64 `json:"queued"`    // not tried yet
+	Retrying  int64 `json:"retrying"`  // failed temporarily, will be retried
+	Failed    int64 `json:"failed"`    // failed for good, shown on the ticket
+	Sent      int64 `json:"sent"`
 }
 
 // IntakeStatus is one ingest path.
@@ -330,7 +331,7 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 		s.rdb.QueryRowContext(ctx, sqlCountMalformed).Scan(&st.MalformedCount),
 		s.rdb.QueryRowContext(ctx, sqlCountSetAside).Scan(&st.SetAsideCount),
 		s.rdb.QueryRowContext(ctx, sqlCountBouncing).Scan(&st.Bouncing),
-		s.rdb.QueryRowContext(ctx, sqlOutboxCounts).Scan(&st.Outbox.Queued, &st.Outbox.Retrying, &st.Outbox.Failed, &st.Outbox.Sent),
+		s.rdb.QueryRowContext(ctx, sqlOutboxCounts).Scan(&st.Outbox.Queued, &st.Outbox.Retrying, &st.Outbox.Failed, &st.Outbox.Sent, &st.Outbox.Composing),
 		s.overdue(ctx, &st),
 		s.intakeStatus(ctx, &st), s.ticketCounts(ctx, &st), s.malformedList(ctx, &st), s.setAsideList(ctx, &st))
 	if err != nil {

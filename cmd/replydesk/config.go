@@ -60,6 +60,12 @@ type smtpTable struct {
 	ShutdownGrace    duration `toml:"shutdown_grace"`
 	TLSCert          string   `toml:"tls_cert"`
 	TLSKey           string   `toml:"tls_key"`
+	// Beyond SPEC §8: memory and session bounds (mailin.Config).
+	MaxInflightBytes int64    `toml:"max_inflight_bytes"`
+	InflightWait     duration `toml:"inflight_wait"`
+	JunkCommandLimit int      `toml:"junk_command_limit"`
+	StressPercent    int      `toml:"stress_percent"`
+	StressTimeout    duration `toml:"stress_timeout"`
 }
 
 type imapTable struct {
@@ -93,6 +99,7 @@ type outboundTable struct {
 	DKIMKey           string   `toml:"dkim_key"`
 	DKIMSelector      string   `toml:"dkim_selector"`
 	DKIMDomain        string   `toml:"dkim_domain"`
+	Composers         int      `toml:"composers"`
 }
 
 type agentTable struct {
@@ -128,9 +135,11 @@ func defaultConfig() fileConfig {
 			Listen: "127.0.0.1:2525", Hostname: "localhost",
 			MaxMessageBytes: 25 << 20, MaxRecipients: 100,
 			MaxSessions: 200, MaxSessionsPerIP: 50,
-			ReadTimeout:   duration{10 * time.Minute},
-			WriteTimeout:  duration{time.Minute},
-			ShutdownGrace: duration{10 * time.Second},
+			ReadTimeout:      duration{10 * time.Minute},
+			WriteTimeout:     duration{time.Minute},
+			ShutdownGrace:    duration{10 * time.Second},
+			MaxInflightBytes: 256 << 20, InflightWait: duration{5 * time.Second},
+			JunkCommandLimit: 100, StressPercent: 80, StressTimeout: duration{10 * time.Second},
 		},
 		Outbound: outboundTable{Transport: "dir", TLS: "starttls", MaxConnections: 4,
 			AutoRepliesPer10m: 10, AutoRepliesPerDay: 50,
@@ -349,6 +358,21 @@ func (s smtpTable) validate() []problem {
 	if s.ShutdownGrace.Duration < 0 {
 		add("smtp.shutdown_grace", "must not be negative")
 	}
+	if s.MaxInflightBytes < 2*s.MaxMessageBytes {
+		add("smtp.max_inflight_bytes", "must be at least twice max_message_bytes (%d), or a message of that size never fits", 2*s.MaxMessageBytes)
+	}
+	if s.InflightWait.Duration < 0 || s.InflightWait.Duration > time.Minute {
+		add("smtp.inflight_wait", "must be between 0s and 1m")
+	}
+	if s.JunkCommandLimit < 0 {
+		add("smtp.junk_command_limit", "must not be negative (0: no limit)")
+	}
+	if s.StressPercent < 0 || s.StressPercent > 100 {
+		add("smtp.stress_percent", "must be between 0 (never) and 100")
+	}
+	if s.StressPercent > 0 && s.StressTimeout.Duration < time.Second {
+		add("smtp.stress_timeout", "must be at least 1s")
+	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		add("smtp.tls_cert", "tls_cert and tls_key go together")
 	}
@@ -385,6 +409,9 @@ func (c fileConfig) validateOutbound() []problem {
 	}
 	if o.MaxConnections < 1 {
 		add("outbound.max_connections", "must be at least 1")
+	}
+	if o.Composers < 0 {
+		add("outbound.composers", "must be 0 (one per core) or more")
 	}
 	if o.AutoRepliesPer10m < 1 || o.AutoRepliesPerDay < o.AutoRepliesPer10m {
 		add("outbound.auto_replies_per_10m", "must be at least 1, and auto_replies_per_day at least as many")

@@ -64,7 +64,10 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	defer alerter.Wait()
 	outbox := mailout.NewOutbox(store, transport, env.cfg.retryPolicy(), env.log)
 	outbox.SetAlert(alerter.Alert)
-	store.SetResponder(responder, outbox.Wake)
+	composer := mailout.NewComposer(store, responder, env.cfg.Outbound.Composers, env.log)
+	composer.OnComposed(outbox.Wake)
+	composer.GiveWay(store.Arriving)
+	store.SetResponder(responder, composer.Wake)
 	srv, err := mailin.NewServer(env.cfg.mailinConfig(), store, env.log)
 	if err != nil {
 		return err
@@ -82,9 +85,10 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	}
 	env.log.Info("replydesk serving", "config", env.source, "data_dir", env.cfg.Helpdesk.DataDir)
 	procCtx, stopProc := context.WithCancel(context.Background())
-	procDone, outDone := make(chan struct{}), make(chan struct{})
+	procDone, outDone, composeDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() { defer close(procDone); store.RunProcessor(procCtx, time.Second) }()
 	go func() { defer close(outDone); outbox.Run(procCtx) }()
+	go func() { defer close(composeDone); composer.Run(procCtx) }()
 
 	<-ctx.Done()
 	env.log.Info("shutting down", "grace", env.cfg.SMTP.ShutdownGrace.Duration)
@@ -93,6 +97,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	stopProc()
 	<-procDone
 	<-outDone
+	<-composeDone
 	commits, ops := store.WriterStats()
 	env.log.Info("stopped", "commits", commits, "writes", ops)
 	return nil

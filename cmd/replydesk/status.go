@@ -49,7 +49,7 @@ var statusCommand = command{
 			fmt.Fprintf(w, "overdue (no first response by the SLA due time): %d %s\n", len(st.Overdue), ticketList(st.Overdue))
 			fmt.Fprintf(w, "bouncing addresses (no auto-replies until they write): %d\n", st.Bouncing)
 			o := st.Outbox
-			fmt.Fprintf(w, "outbox: %d queued, %d retrying, %d failed (see show on their tickets), %d sent\n", o.Queued, o.Retrying, o.Failed, o.Sent)
+			fmt.Fprintf(w, "outbox: %d composing, %d queued, %d retrying, %d failed (see show on their tickets), %d sent\n", o.Composing, o.Queued, o.Retrying, o.Failed, o.Sent)
 			return nil
 		}
 	},
