@@ -7,10 +7,11 @@ import (
 	"strings"
 )
 
-// fileBounce handles a delivery status notification about mail we sent: the outbound
-// message is marked failed and its recipients bouncing (no auto-replies to them until a
-// human writes from the address), and the report is kept on that message's ticket
-// instead of opening a new one. It reports false for bounces of mail we never sent.
+// fileBounce handles a delivery status notification about mail we sent: the report is
+// kept on that message's ticket instead of opening a new one, and, when it reports a
+// failure (not a delay), the outbound message is marked failed and its recipients
+// bouncing (no auto-replies to them until a human writes from the address). It reports
+// false for reports about mail we never sent.
 func (s *Store) fileBounce(tx *sql.Tx, f *filing) (bool, error) {
 	p := f.m.parsed
 	for _, id := range bounceRefs(p) {
@@ -22,6 +23,21 @@ func (s *Store) fileBounce(tx *sql.Tx, f *filing) (bool, error) {
 		}
 		if err != nil {
 			return false, err
+		}
+		if !deliveryFailed(p) {
+			// A delay warning (or a success report): kept with the mail it is about,
+			// which stays queued/sent, and nobody is marked bouncing.
+			f.kind, f.ticket, f.event = "system", ticket, "delivery_report"
+			f.routing = routing{ticket: ticket, matchedBy: "headers"}
+			what := strings.Join(p.DeliveryActions, ", ")
+			if what == "" {
+				what = "a delay warning"
+			}
+			f.notes = append(f.notes, fmt.Sprintf("delivery report for %s (not a failure: %s)", id, what))
+			if _, err := tx.Stmt(s.sql.touchTicket).Exec(f.m.received.Unix(), ticket); err != nil {
+				return false, err
+			}
+			return true, s.storeFiled(tx, f)
 		}
 		failed := bouncedRecipients(p)
 		if len(failed) == 0 {

@@ -7,7 +7,7 @@ import (
 
 // msgIDToken finds <...> groups in a header, the lenient reading of RFC 5322 msg-id lists
 // that real mail needs (commas, junk, folded whitespace, missing brackets around some).
-var msgIDToken = regexp.MustCompile(`<([^<>\s]+)>`)
+var msgIDToken = regexp.MustCompile(`<([^<>]*)>`)
 
 // maxRefs caps how many references of one message are kept (newest last).
 const maxRefs = 100
@@ -15,11 +15,20 @@ const maxRefs = 100
 // MsgIDList reads an In-Reply-To or References value: every <id> in order, without the
 // brackets, duplicates removed. A value with no brackets at all but one word holding an
 // "@" is taken as one id, as some clients write it.
+//
+// Whitespace inside the brackets (X.400 gateways write "<abc def@x>"; a folded line
+// leaves "<abc def@x>" after unfolding) is removed, so the id is kept and matches the
+// same id in any other header: Message-ID goes through here too. Such an id must hold
+// an "@", so that a comment in angle brackets is not read as one.
 func MsgIDList(v string) []string {
 	var ids []string
 	seen := map[string]bool{}
 	for _, m := range msgIDToken.FindAllStringSubmatch(v, -1) {
-		id := normalizeMsgID(m[1])
+		id, spaced := withoutSpace(m[1])
+		if spaced && !strings.Contains(id, "@") {
+			continue
+		}
+		id = normalizeMsgID(id)
 		if validMsgID(id) && !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
@@ -34,6 +43,23 @@ func MsgIDList(v string) []string {
 		ids = ids[len(ids)-maxRefs:]
 	}
 	return ids
+}
+
+// withoutSpace removes ASCII whitespace (space, tab, CR, LF, FF, VT) and tells whether
+// there was any. It works on bytes: other bytes, valid UTF-8 or not, stay as written.
+func withoutSpace(s string) (string, bool) {
+	if !strings.ContainsAny(s, " \t\r\n\f\v") {
+		return s, false
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\r', '\n', '\f', '\v':
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return string(b), true
 }
 
 // MessageID reads a Message-ID value: the first <id>, or a bare id without brackets.
