@@ -33,11 +33,11 @@ type Composer struct {
 // composeBatch is how many intents one round composes and stores in one commit.
 const composeBatch = 128
 
-// While mail is arriving the composer waits (giveWayStep at a time, at most giveWayMax
-// per batch): sessions waiting for their commit come first on a small machine, and the
-// composer catches up in the gaps.
+// While sessions wait for their commit the composer waits (giveWayStep at a time, at
+// most giveWayMax per batch): they come first on a small machine, and the composer
+// catches up in the gaps.
 const (
-	giveWayStep = 10 * time.Millisecond
+	giveWayStep = 5 * time.Millisecond
 	giveWayMax  = 200 * time.Millisecond
 )
 

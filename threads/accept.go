@@ -29,6 +29,8 @@ func (s *Store) Accept(ctx context.Context, env mailin.Envelope, raw []byte) (ma
 		env.Received = time.Now()
 	}
 	var rc mailin.Receipt
+	s.accepting.Add(1)
+	defer s.accepting.Add(-1)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		rc = mailin.Receipt{}
 		err := tx.Stmt(s.sql.insertInbox).QueryRow(env.Received.Unix(), env.Path, env.Remote, env.Helo, env.MailFrom,
@@ -48,21 +50,15 @@ func (s *Store) Accept(ctx context.Context, env mailin.Envelope, raw []byte) (ma
 		s.RecordIntakeError(env.Path, err)
 		return mailin.Receipt{}, fmt.Errorf("accept message: %w", err)
 	}
-	s.accepted.Store(time.Now().UnixNano())
 	if !rc.Duplicate {
 		s.Wake()
 	}
 	return rc, nil
 }
 
-// arrivingWindow: mail accepted this recently means more is probably on its way.
-const arrivingWindow = 20 * time.Millisecond
-
-// Arriving reports whether mail is being accepted right now: background work (composing
-// mail) gives way to sessions waiting for their commit.
-func (s *Store) Arriving() bool {
-	return time.Since(time.Unix(0, s.accepted.Load())) < arrivingWindow
-}
+// Busy reports whether a sender is waiting for its message to be committed right now:
+// background work (filing, composing mail) gives way to it.
+func (s *Store) Busy() bool { return s.accepting.Load() > 0 }
 
 // Wake tells the processor that new mail is waiting.
 func (s *Store) Wake() {

@@ -33,7 +33,7 @@ func (s *Store) RecordOutbound(ctx context.Context, o Outbound) (int64, error) {
 		if id, err = s.insertMessage(tx, o.Ticket, 0, "out", o.Kind, p, o.Date, "", nil, nil); err != nil {
 			return err
 		}
-		_, err = tx.Exec(sqlMarkQueued, id)
+		_, err = tx.Stmt(s.sql.markQueued).Exec(id)
 		return err
 	})
 	if err != nil {
@@ -78,10 +78,10 @@ func (s *Store) MailSent(ctx context.Context, ids ...int64) error {
 	now := time.Now().Unix()
 	return s.write(ctx, func(tx *sql.Tx) error {
 		for _, id := range ids {
-			if _, err := tx.Exec(sqlOutboxDone, "sent", now, "", id); err != nil {
+			if _, err := tx.Stmt(s.sql.outboxDone).Exec("sent", now, "", id); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(sqlOutboxMessageStatus, "sent", "", id); err != nil {
+			if _, err := tx.Stmt(s.sql.outboxMessageStatus).Exec("sent", "", id); err != nil {
 				return err
 			}
 		}
@@ -92,10 +92,10 @@ func (s *Store) MailSent(ctx context.Context, ids ...int64) error {
 // MailRetry records a temporary failure and when to try again.
 func (s *Store) MailRetry(ctx context.Context, id int64, reason string, next time.Time) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.Exec(sqlOutboxRetry, ceilUnix(next), reason, id); err != nil {
+		if _, err := tx.Stmt(s.sql.outboxRetry).Exec(ceilUnix(next), reason, id); err != nil {
 			return err
 		}
-		_, err := tx.Exec(sqlOutboxMessageStatus, "queued", reason, id)
+		_, err := tx.Stmt(s.sql.outboxMessageStatus).Exec("queued", reason, id)
 		return err
 	})
 }
@@ -113,14 +113,14 @@ func ceilUnix(t time.Time) int64 {
 func (s *Store) MailFailed(ctx context.Context, id int64, reason string) error {
 	now := time.Now()
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.Exec(sqlOutboxDone, "failed", now.Unix(), reason, id); err != nil {
+		if _, err := tx.Stmt(s.sql.outboxDone).Exec("failed", now.Unix(), reason, id); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(sqlOutboxMessageStatus, "failed", reason, id); err != nil {
+		if _, err := tx.Stmt(s.sql.outboxMessageStatus).Exec("failed", reason, id); err != nil {
 			return err
 		}
 		var ticket int64
-		if err := tx.QueryRow(sqlOutboxTicket, id).Scan(&ticket); err != nil {
+		if err := tx.Stmt(s.sql.outboxTicket).QueryRow(id).Scan(&ticket); err != nil {
 			return err
 		}
 		return s.addEvent(tx, ticket, now, "replydesk", "delivery_failed", reason)
@@ -146,27 +146,27 @@ func (s *Store) Composed(ctx context.Context, mails []Composed) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		for _, m := range mails {
 			if m.Err != nil {
-				if _, err := tx.Exec(sqlComposeFailed, m.Err.Error(), now, m.OutboxID); err != nil {
+				if _, err := tx.Stmt(s.sql.composeFailed).Exec(m.Err.Error(), now, m.OutboxID); err != nil {
 					return err
 				}
 				reason := "could not be composed: " + m.Err.Error()
-				if _, err := tx.Exec(sqlComposedMessage, "", "", "failed", reason, m.OutboxID); err != nil {
+				if _, err := tx.Stmt(s.sql.composedMessage).Exec("", "", "failed", reason, m.OutboxID); err != nil {
 					return err
 				}
 				continue
 			}
-			res, err := tx.Exec(sqlComposedMail, m.Raw, now, m.OutboxID)
+			res, err := tx.Stmt(s.sql.composedMail).Exec(m.Raw, now, m.OutboxID)
 			if err != nil {
 				return err
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
 				continue // composed already
 			}
-			if _, err := tx.Exec(sqlComposedMessage, m.Subject, m.Text, nil, nil, m.OutboxID); err != nil {
+			if _, err := tx.Stmt(s.sql.composedMessage).Exec(m.Subject, m.Text, nil, nil, m.OutboxID); err != nil {
 				return err
 			}
 			if m.Language != "" {
-				if _, err := tx.Exec(sqlComposedLanguage, m.Language, m.OutboxID); err != nil {
+				if _, err := tx.Stmt(s.sql.composedLanguage).Exec(m.Language, m.OutboxID); err != nil {
 					return err
 				}
 			}

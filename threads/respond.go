@@ -131,7 +131,7 @@ func (s *Store) respond(tx *sql.Tx, f *filing) error {
 	}
 	if len(notes) > 0 {
 		f.stored = append(f.stored, notes...)
-		if _, err := tx.Exec(sqlSetMessageNotes, jsonList(f.stored), f.row); err != nil {
+		if _, err := tx.Stmt(s.sql.setMessageNotes).Exec(jsonList(f.stored), f.row); err != nil {
 			return err
 		}
 	}
@@ -153,7 +153,7 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 	t := &ev.Ticket
 	var due sql.NullInt64
 	var created int64
-	err := tx.QueryRow(sqlTicketForResponse, f.ticket).Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category,
+	err := tx.Stmt(s.sql.ticketForResponse).QueryRow(f.ticket).Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category,
 		&t.Customer, &t.Assignee, &t.Language, &created, &due)
 	if err != nil {
 		return ev, err
@@ -170,11 +170,11 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 	since, day := now-int64(RecentWindow/time.Second), now-86400
 	var bouncing int
 	err = errors.Join(
-		tx.QueryRow(sqlIsBouncing, from).Scan(&bouncing),
-		tx.QueryRow(sqlAutoRepliesTo, key, since).Scan(&ev.RecentToSender),
-		tx.QueryRow(sqlAutoRepliesTo, key, day).Scan(&ev.TodayToSender),
-		tx.QueryRow(sqlAutoRepliesOn, f.ticket, since).Scan(&ev.RecentOnTicket),
-		tx.QueryRow(sqlAutoRepliesOn, f.ticket, day).Scan(&ev.TodayOnTicket))
+		tx.Stmt(s.sql.isBouncing).QueryRow(from).Scan(&bouncing),
+		tx.Stmt(s.sql.autoRepliesTo).QueryRow(key, since).Scan(&ev.RecentToSender),
+		tx.Stmt(s.sql.autoRepliesTo).QueryRow(key, day).Scan(&ev.TodayToSender),
+		tx.Stmt(s.sql.autoRepliesOn).QueryRow(f.ticket, since).Scan(&ev.RecentOnTicket),
+		tx.Stmt(s.sql.autoRepliesOn).QueryRow(f.ticket, day).Scan(&ev.TodayOnTicket))
 	ev.Bouncing = bouncing > 0
 	if err != nil {
 		return ev, err
@@ -185,7 +185,7 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 }
 
 func (s *Store) earlierTickets(tx *sql.Tx, customer string, except int64) ([]Ticket, error) {
-	rows, err := tx.Query(sqlEarlierTickets, customer, except)
+	rows, err := tx.Stmt(s.sql.earlierTickets).Query(customer, except)
 	if err != nil {
 		return nil, err
 	}
@@ -226,15 +226,15 @@ func (s *Store) queueIntent(tx *sql.Tx, ticket, aboutRow int64, now time.Time, i
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(sqlMarkQueued, row); err != nil {
+	if _, err := tx.Stmt(s.sql.markQueued).Exec(row); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(sqlQueueIntent, row, ticket, in.Kind, in.EnvelopeFrom, strings.Join(in.To, "\n"), now.Unix(), now.Unix(), in.Data, aboutRow); err != nil {
+	if _, err := tx.Stmt(s.sql.queueIntent).Exec(row, ticket, in.Kind, in.EnvelopeFrom, strings.Join(in.To, "\n"), now.Unix(), now.Unix(), in.Data, aboutRow); err != nil {
 		return err
 	}
 	if in.Auto {
 		for _, a := range in.To {
-			if _, err := tx.Exec(sqlLogAutoReply, AutoReplyKey(a), ticket, now.Unix()); err != nil {
+			if _, err := tx.Stmt(s.sql.logAutoReply).Exec(AutoReplyKey(a), ticket, now.Unix()); err != nil {
 				return err
 			}
 		}

@@ -115,6 +115,12 @@ type prepared struct {
 	outboundByMessageID, markOutboundFailed                  *sql.Stmt
 	addBouncing, clearBouncing                               *sql.Stmt
 	ticketsReferencing, messageIDSender, mergedInto          *sql.Stmt
+	// deciding and recording outbound mail (respond.go, outbound.go)
+	ticketForResponse, isBouncing, autoRepliesTo, autoRepliesOn *sql.Stmt
+	earlierTickets, markQueued, queueIntent, logAutoReply       *sql.Stmt
+	setMessageNotes, composedMail, composeFailed                *sql.Stmt
+	composedMessage, composedLanguage                           *sql.Stmt
+	outboxDone, outboxMessageStatus, outboxRetry, outboxTicket  *sql.Stmt
 }
 
 func prepare(db *sql.DB) (*prepared, error) {
@@ -135,6 +141,15 @@ func prepare(db *sql.DB) (*prepared, error) {
 		{&p.addBouncing, sqlAddBouncing}, {&p.clearBouncing, sqlClearBouncing},
 		{&p.ticketsReferencing, sqlTicketsReferencing}, {&p.messageIDSender, sqlMessageIDSender},
 		{&p.mergedInto, sqlMergedInto},
+		{&p.ticketForResponse, sqlTicketForResponse}, {&p.isBouncing, sqlIsBouncing},
+		{&p.autoRepliesTo, sqlAutoRepliesTo}, {&p.autoRepliesOn, sqlAutoRepliesOn},
+		{&p.earlierTickets, sqlEarlierTickets}, {&p.markQueued, sqlMarkQueued},
+		{&p.queueIntent, sqlQueueIntent}, {&p.logAutoReply, sqlLogAutoReply},
+		{&p.setMessageNotes, sqlSetMessageNotes}, {&p.composedMail, sqlComposedMail},
+		{&p.composeFailed, sqlComposeFailed}, {&p.composedMessage, sqlComposedMessage},
+		{&p.composedLanguage, sqlComposedLanguage},
+		{&p.outboxDone, sqlOutboxDone}, {&p.outboxMessageStatus, sqlOutboxMessageStatus},
+		{&p.outboxRetry, sqlOutboxRetry}, {&p.outboxTicket, sqlOutboxTicket},
 	} {
 		st, err := db.Prepare(s.sql)
 		if err != nil {

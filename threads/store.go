@@ -22,7 +22,7 @@ import (
 
 // schemaVersion is the version schema.sql creates. A database with a newer version was
 // written by a newer replydesk and is refused; an older one is migrated at start-up.
-const schemaVersion = 4
+const schemaVersion = 5
 
 var (
 	//go:embed schema.sql
@@ -36,7 +36,7 @@ var (
 )
 
 // migrations[v] upgrades a database from version v to v+1. Version 0 is an empty file.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 
 // Config is what the store and the filing rules need to know.
 type Config struct {
@@ -78,7 +78,7 @@ type Store struct {
 	onQueued   func()                           // called after a filing transaction that queued mail commits
 	onSetAside func(inbox int64, reason string) // called when a message is set aside
 	wake       chan struct{}                    // one slot: new mail was accepted, the processor should look
-	accepted   atomic.Int64                     // unix nanoseconds of the last commit of accepted mail (Arriving)
+	accepting  atomic.Int64                     // Accept calls waiting for their commit (Busy)
 
 	closeOnce sync.Once
 	closeErr  error

@@ -66,7 +66,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	outbox.SetAlert(alerter.Alert)
 	composer := mailout.NewComposer(store, responder, env.cfg.Outbound.Composers, env.log)
 	composer.OnComposed(outbox.Wake)
-	composer.GiveWay(store.Arriving)
+	composer.GiveWay(store.Busy)
 	store.SetResponder(responder, composer.Wake)
 	srv, err := mailin.NewServer(env.cfg.mailinConfig(), store, env.log)
 	if err != nil {

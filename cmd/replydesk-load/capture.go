@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// capture is the smarthost serve delivers to: it counts confirmations (Auto-Submitted:
+// auto-replied) and notifications (auto-generated), and times each confirmation against
+// the start of the SMTP transaction of the message it answers.
+type capture struct {
+	srv    *smtp.Server
+	corpus *corpus
+	mu     sync.Mutex
+	got    counts
+	last   time.Time
+	lat    []time.Duration
+	seen   map[string]bool // In-Reply-To of confirmations: a second one is a duplicate
+	dupes  int
+}
+
+type counts struct{ confirmations, notifications int }
+
+func startCapture(addr string, c *corpus) (*capture, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	cp := &capture{corpus: c, seen: map[string]bool{}}
+	cp.srv = smtp.NewServer(cp)
+	cp.srv.Domain = "capture.localhost"
+	cp.srv.MaxMessageBytes = 64 << 20
+	go cp.srv.Serve(ln)
+	return cp, nil
+}
+
+func (cp *capture) close() { cp.srv.Close() }
+
+func (cp *capture) NewSession(*smtp.Conn) (smtp.Session, error) { return captureSession{cp}, nil }
+
+type captureSession struct{ cp *capture }
+
+func (captureSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (captureSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (captureSession) Reset()                               {}
+func (captureSession) Logout() error                        { return nil }
+
+func (s captureSession) Data(r io.Reader) error {
+	h, err := textproto.NewReader(bufio.NewReader(r)).ReadMIMEHeader()
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, r)
+	s.cp.record(h, time.Now())
+	return nil
+}
+
+func (cp *capture) record(h textproto.MIMEHeader, at time.Time) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.last = at
+	switch h.Get("Auto-Submitted") {
+	case "auto-generated":
+		cp.got.notifications++
+	case "auto-replied":
+		cp.got.confirmations++
+		parent := strings.Trim(strings.TrimSpace(h.Get("In-Reply-To")), "<>")
+		if cp.seen[parent] {
+			cp.dupes++
+		}
+		cp.seen[parent] = true
+		if m := cp.corpus.lookup(parent); m != nil {
+			cp.lat = append(cp.lat, at.Sub(m.start))
+		}
+	}
+}
+
+// report waits (up to wait) for the mail the load should cause, then prints how long
+// the whole of it took from the start of the load and the customer-visible latency.
+func (cp *capture) report(start time.Time, want counts, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for {
+		cp.mu.Lock()
+		got := cp.got
+		cp.mu.Unlock()
+		if got.confirmations >= want.confirmations && got.notifications >= want.notifications || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	total := cp.last.Sub(start)
+	sortDurations(cp.lat)
+	fmt.Printf("end to end: confirmations %d/%d, notifications %d/%d, %d duplicates; last mail %.2fs after the start: %.0f msg/s filed and answered; mail in -> confirmation handed to the transport p50 %s p90 %s p99 %s\n",
+		cp.got.confirmations, want.confirmations, cp.got.notifications, want.notifications, cp.dupes,
+		total.Seconds(), float64(len(cp.corpus.byID))/total.Seconds(), pct(cp.lat, 50), pct(cp.lat, 90), pct(cp.lat, 99))
+}
