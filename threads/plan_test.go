@@ -36,6 +36,15 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		"due mail":                        sqlDueMail,
 		"next due mail":                   sqlNextMailDue,
 		"outbox row of a message":         sqlOutboxMessageStatus,
+		"intents to compose":              sqlComposeDue,
+		"store a composed mail":           sqlComposedMail,
+		"composed mail's message row":     sqlComposedMessage,
+		"composed mail's ticket language": sqlComposedLanguage,
+		"merged ticket's target":          sqlMergedInto,
+		"ticket holds only list mail":     sqlOnlyListMail,
+		"set-aside mail":                  sqlSetAsideList,
+		"refile":                          sqlRefile,
+		"one received message":            sqlInboxMessage,
 	} {
 		n := strings.Count(q, "?")
 		args := make([]any, n)
@@ -56,9 +65,23 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		rows.Close()
 		t.Logf("%-32s %s", name, strings.Join(plan, "; "))
 		for _, step := range plan {
-			if strings.HasPrefix(step, "SCAN") {
+			// A scan of a partial index holds only the rows it is for (mail waiting to be
+			// composed, mail set aside): it does not grow with the store.
+			if strings.HasPrefix(step, "SCAN") && step != "SCAN CONSTANT ROW" && !scansPartialIndex(step) {
 				t.Errorf("%s scans: %s", name, strings.Join(plan, "; "))
 			}
 		}
 	}
+}
+
+// partialIndexes are the indexes whose rows are exactly the work waiting (schema*.sql).
+var partialIndexes = []string{"outbox_compose", "inbox_set_aside", "inbox_pending", "outbox_due"}
+
+func scansPartialIndex(step string) bool {
+	for _, ix := range partialIndexes {
+		if strings.HasSuffix(step, "USING INDEX "+ix) || strings.Contains(step, "USING INDEX "+ix+" ") {
+			return true
+		}
+	}
+	return false
 }

@@ -254,6 +254,19 @@ func TestRouting(t *testing.T) {
 				t.Fatal("answered ticket listed as overdue")
 			}
 		},
+		"any agent may reply through a team token, nobody else": func(t *testing.T, s *Store) {
+			deliver(t, s, "parent.eml", customer)
+			deliver(t, s, "team-token-stranger.eml", "mallory@evil.example")
+			_, m := filed(t, s, "team-forged@evil.example")
+			if m.Kind == "agent" || !contains(m.Flags, "agent_unverified") {
+				t.Fatalf("a stranger's reply through a team token: %+v", m)
+			}
+			deliver(t, s, "team-agent-reply.eml", "ana@example.test")
+			tk, m := filed(t, s, "team-reply@example.test")
+			if m.Kind != "agent" || m.MatchedBy != "token" || tk.Assignee != "ana@example.test" {
+				t.Fatalf("ticket %s assignee %q, message %+v", tk.Status, tk.Assignee, m)
+			}
+		},
 		"a reused Message-ID from another sender does not join": func(t *testing.T, s *Store) {
 			deliver(t, s, "parent.eml", customer)
 			deliver(t, s, "spoofed-id.eml", "mallory@evil.example")

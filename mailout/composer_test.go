@@ -1,0 +1,99 @@
+package mailout
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"testing"
+
+	"github.com/replydesk/replydesk/mailin"
+	"github.com/replydesk/replydesk/templates"
+	"github.com/replydesk/replydesk/threads"
+)
+
+// Filing records intents; a crash before they are composed loses nothing: after a
+// restart each is composed once, with the Message-ID chosen when it was decided (so a
+// reply that came in meanwhile already threads), and composing again changes nothing.
+func TestIntentsSurviveARestartAndComposeOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func() (*threads.Store, *Responder) {
+		store, err := threads.Open(threads.Config{DataDir: dir,
+			Addresses: []threads.Address{{Email: "support@example.test", Queue: "support"}}}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpl, err := templates.Load("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en", OurAddresses: []string{"support@example.test"},
+			Agents: []Agent{{Email: "ana@example.test"}, {Email: "bo@example.test"}, {Email: "cy@example.test"}}, Log: quiet}, tpl, store.Tokens())
+		store.SetResponder(r, nil)
+		return store, r
+	}
+	store, _ := open()
+	for i := range 5 {
+		raw := fmt.Sprintf("From: c%d@example.com\r\nTo: support@example.test\r\nSubject: Invoice %d charged twice\r\nMessage-ID: <in%d@example.com>\r\n\r\nInvoice %d was charged twice.\r\n", i, i, i, i)
+		if _, err := store.Accept(context.Background(), mailin.Envelope{Path: mailin.PathSMTP, MailFrom: fmt.Sprintf("c%d@example.com", i), Live: true}, []byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.ProcessPending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := store.Status(context.Background())
+	if st.Outbox.Composing != 10 || st.Outbox.Queued != 0 {
+		t.Fatalf("after filing: outbox %+v; want 10 intents (5 confirmations, 5 notifications to all three agents)", st.Outbox)
+	}
+	tk, err := store.Ticket(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decided := map[string]string{} // kind -> Message-ID chosen at filing
+	for _, m := range tk.Messages {
+		if m.Direction == "out" {
+			decided[m.Flags[0]] = m.MessageID
+		}
+	}
+	store.Close() // the crash: nothing composed
+
+	store, r := open()
+	defer store.Close()
+	composeAll(t, store, r)
+	composeAll(t, store, r)
+	st, _ = store.Status(context.Background())
+	if st.Outbox.Composing != 0 || st.Outbox.Queued != 10 {
+		t.Fatalf("after the restart: outbox %+v; want 10 queued, none left to compose", st.Outbox)
+	}
+	items, err := store.DueMail(context.Background(), farFuture, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		if it.Ticket != 1 {
+			continue
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(it.Raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Trim(msg.Header.Get("Message-Id"), "<>"); got != decided[it.Kind] {
+			t.Errorf("%s: Message-ID %s, decided %s", it.Kind, got, decided[it.Kind])
+		}
+		if it.Kind == "notification" && (len(it.Rcpts) != 3 || !strings.Contains(msg.Header.Get("Reply-To"), "support+a1-")) {
+			t.Errorf("notification to %v, Reply-To %s: want one mail to all three agents with a team token", it.Rcpts, msg.Header.Get("Reply-To"))
+		}
+	}
+	tk, _ = store.Ticket(context.Background(), 1)
+	for _, m := range tk.Messages {
+		if m.Direction == "out" && (m.Subject == "" || m.Text == "") {
+			t.Errorf("outbound %s on the ticket without its composed subject/text: %+v", m.Flags, m)
+		}
+	}
+}
