@@ -86,6 +86,7 @@ const (
 	sqlClaimAlert = `INSERT INTO alerts (kind, last_sent) VALUES (?1, ?2)
 		ON CONFLICT (kind) DO UPDATE SET last_sent = excluded.last_sent WHERE last_sent <= ?3`
 	sqlSetMessageNotes  = `UPDATE messages SET notes = ? WHERE id = ?`
+	sqlOutboxRaw        = `SELECT raw, status FROM outbox WHERE id = ?`
 	sqlCountFileAttempt = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
 	sqlSetAside         = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
 	sqlIntakeError      = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
@@ -100,7 +101,7 @@ const (
 	sqlTicketColumns    = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
 	sqlMessagesOfTicket = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
 		coalesce(m.text, m.body), m.body, m.attachments, m.matched_by, m.flags, m.notes, coalesce(m.inbox_id, 0),
-		coalesce(m.delivery_status, ''), m.delivery_error, coalesce(o.attempts, 0), o.next_attempt
+		coalesce(m.delivery_status, ''), m.delivery_error, coalesce(o.attempts, 0), o.next_attempt, coalesce(o.id, 0)
 		FROM messages m LEFT JOIN outbox o ON o.message_row = m.id WHERE m.ticket_id = ? ORDER BY m.date, m.id`
 )
 

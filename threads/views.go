@@ -75,6 +75,7 @@ type Delivery struct {
 	Attempts    int        `json:"attempts"`
 	LastError   string     `json:"last_error"`
 	NextAttempt *time.Time `json:"next_attempt"`
+	OutboxID    int64      `json:"outbox_id"` // show -outbox N prints the mail as sent
 }
 
 // TicketFilter narrows `tickets`.
@@ -223,13 +224,14 @@ func (s *Store) messages(ctx context.Context, ticket int64) ([]Message, error) {
 		var to, cc, att, flags, notes, delivery, deliveryErr string
 		var attempts int
 		var next sql.NullInt64
+		var outboxID int64
 		if err := rows.Scan(&m.Direction, &m.Kind, &m.From, &to, &cc, &m.MessageID, &m.Subject, &date,
-			&m.Text, &m.Body, &att, &m.MatchedBy, &flags, &notes, &m.InboxID, &delivery, &deliveryErr, &attempts, &next); err != nil {
+			&m.Text, &m.Body, &att, &m.MatchedBy, &flags, &notes, &m.InboxID, &delivery, &deliveryErr, &attempts, &next, &outboxID); err != nil {
 			return nil, fmt.Errorf("messages of #%d: %w", ticket, err)
 		}
 		m.Date = unixUTC(date)
 		if delivery != "" {
-			m.Delivery = &Delivery{Status: delivery, Attempts: attempts, LastError: deliveryErr}
+			m.Delivery = &Delivery{Status: delivery, Attempts: attempts, LastError: deliveryErr, OutboxID: outboxID}
 			if next.Valid && delivery == "queued" {
 				n := unixUTC(next.Int64)
 				m.Delivery.NextAttempt = &n
@@ -262,6 +264,26 @@ func (s *Store) Export(ctx context.Context, since time.Time, fn func(Ticket) err
 		}
 	}
 	return nil
+}
+
+// ErrNotComposed is returned by OutboundRaw for mail decided but not yet composed.
+var ErrNotComposed = errors.New("not composed yet")
+
+// OutboundRaw returns the bytes of an outbound mail exactly as sent (or as they will be).
+func (s *Store) OutboundRaw(ctx context.Context, outboxID int64) ([]byte, error) {
+	var raw []byte
+	var status string
+	err := s.rdb.QueryRowContext(ctx, sqlOutboxRaw, outboxID).Scan(&raw, &status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("outbound mail %d: %w", outboxID, ErrNoMessage)
+	}
+	if err == nil && status == "compose" {
+		err = ErrNotComposed
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound mail %d: %w", outboxID, err)
+	}
+	return raw, nil
 }
 
 // RawMessage returns the bytes of an accepted message exactly as received.

@@ -199,3 +199,43 @@ func TestRaw8BitSendersDoNotStopFiling(t *testing.T) {
 		}
 	}
 }
+
+// show -outbox prints a mail exactly as it was handed to the transport.
+func TestShowOutboxPrintsMailAsSent(t *testing.T) {
+	t.Parallel()
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n", addr))
+	ctx, stop := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
+	}()
+	defer func() { stop(); <-exited }()
+	waitFor(t, "the listener", func() bool { return sendProbe(addr) })
+	if err := sendMail(addr, "alice@example.com", customerMail); err != nil {
+		t.Fatal(err)
+	}
+	var sent threads.Message
+	waitFor(t, "the confirmation sent", func() bool {
+		tk, _ := waitForInbound(t, cfg, 1, 1)
+		for _, m := range tk.Messages {
+			if m.Direction == "out" && m.Delivery != nil && m.Delivery.Status == "sent" {
+				sent = m
+				return true
+			}
+		}
+		return false
+	})
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg), "data", "outbox", "*.eml"))
+	if len(files) != 1 {
+		t.Fatalf("%d files in the dir transport, want 1", len(files))
+	}
+	delivered, _ := os.ReadFile(files[0])
+	// The dir transport writes the envelope as two header lines before the mail.
+	_, delivered, _ = bytes.Cut(delivered, []byte(">\r\nX-Replydesk-Envelope-To: <alice@example.com>\r\n"))
+	code, out, errOut := runCmd(t, "", "show", "-config", cfg, "-outbox", fmt.Sprint(sent.Delivery.OutboxID))
+	if code != 0 || out != string(delivered) || !strings.Contains(out, "Message-Id: <"+sent.MessageID+">") {
+		t.Fatalf("show -outbox: exit %d %s\n%s\nwant the delivered file:\n%s", code, errOut, out, delivered)
+	}
+}

@@ -55,6 +55,7 @@ var showCommand = command{
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		asJSON := fs.Bool("json", false, "print one JSON object")
 		inbox := fs.Bool("inbox", false, "N is a received message's number (as status lists it), not a ticket's")
+		outbox := fs.Bool("outbox", false, "N is an outbound mail's number (show -json: delivery.outbox_id): print it exactly as sent")
 		return func(ctx context.Context, env *cmdEnv, args []string) error {
 			if len(args) != 1 {
 				return errors.New("usage: replydesk show N, or show -inbox N")
@@ -70,6 +71,14 @@ var showCommand = command{
 			defer store.Close()
 			if *inbox {
 				return showInbox(ctx, env, store, n, *asJSON)
+			}
+			if *outbox {
+				raw, err := store.OutboundRaw(ctx, n)
+				if err != nil {
+					return err
+				}
+				_, err = env.stdout.Write(raw)
+				return err
 			}
 			t, err := store.Ticket(ctx, n)
 			if err != nil {
@@ -177,6 +186,9 @@ func printDelivery(w io.Writer, d *threads.Delivery) {
 		fmt.Fprintf(w, "delivery: retrying after %d attempt(s), next %s: %s\n", d.Attempts, timeOrNever(d.NextAttempt), d.LastError)
 	default:
 		fmt.Fprintf(w, "delivery: %s\n", d.Status)
+	}
+	if d != nil && d.OutboxID != 0 {
+		fmt.Fprintf(w, "(as sent: replydesk show -outbox %d)\n", d.OutboxID)
 	}
 }
 
