@@ -1,0 +1,100 @@
+package quote
+
+import "strings"
+
+// Header families of an Outlook-style header block.
+const (
+	hFrom = 1 << iota
+	hTo
+	hCc
+	hSubject
+	hDate
+	hReplyTo
+)
+
+// headerLabels maps the lowercase labels of the header block that Outlook and others put
+// above the message they quote ("From:/Sent:/To:/Subject:") to their families, in en, es,
+// pt, fr, de, it, nl, sv, no, da, pl, cs, ru, zh, ja.
+var headerLabels = map[string]int{
+	"from": hFrom, "de": hFrom, "von": hFrom, "da": hFrom, "van": hFrom, "från": hFrom,
+	"fra": hFrom, "od": hFrom, "от": hFrom, "发件人": hFrom, "寄件者": hFrom, "差出人": hFrom,
+	"expéditeur": hFrom, "remitente": hFrom, "absender": hFrom,
+
+	"to": hTo, "para": hTo, "à": hTo, "a": hTo, "an": hTo, "aan": hTo, "till": hTo,
+	"til": hTo, "do": hTo, "komu": hTo, "кому": hTo, "收件人": hTo, "宛先": hTo,
+	"destinataire": hTo, "destinatario": hTo, "empfänger": hTo,
+
+	"cc": hCc, "cco": hCc, "bcc": hCc, "kopie": hCc, "kopia": hCc, "копия": hCc, "抄送": hCc,
+
+	"subject": hSubject, "asunto": hSubject, "assunto": hSubject, "objet": hSubject,
+	"betreff": hSubject, "oggetto": hSubject, "onderwerp": hSubject, "ämne": hSubject,
+	"emne": hSubject, "temat": hSubject, "předmět": hSubject, "тема": hSubject,
+	"主题": hSubject, "主旨": hSubject, "件名": hSubject,
+
+	"date": hDate, "sent": hDate, "enviado": hDate, "enviada": hDate, "enviado el": hDate,
+	"enviada em": hDate, "enviado em": hDate, "envoyé": hDate, "gesendet": hDate,
+	"datum": hDate, "data": hDate, "fecha": hDate, "inviato": hDate, "verzonden": hDate,
+	"skickat": hDate, "sendt": hDate, "wysłano": hDate, "odesláno": hDate,
+	"отправлено": hDate, "дата": hDate, "发送时间": hDate, "日期": hDate, "送信日時": hDate,
+
+	"reply-to": hReplyTo, "risposta": hReplyTo, "répondre à": hReplyTo,
+	"responder a": hReplyTo, "antwort an": hReplyTo, "beantwoorden - aan": hReplyTo,
+}
+
+// headerFamily returns the family of a header-block line ("*From:* Bob", "De : Bob"), or
+// 0 when it is none.
+func headerFamily(l string) int {
+	t := strings.TrimLeft(l, " \t*")
+	if len(t) < 3 {
+		return 0
+	}
+	limit := min(len(t), 24)
+	k := strings.IndexAny(t[:limit], ":：")
+	if k <= 0 {
+		return 0
+	}
+	label := strings.ToLower(strings.Trim(t[:k], " \t*\u00a0"))
+	return headerLabels[label]
+}
+
+// markHeaderBlocks marks the header blocks: runs of at least three header lines, a From
+// line among them and two other families, that may have up to two wrapped or blank lines
+// between them ("Subject: a subject that\nspans two lines\nTo: …").
+func markHeaderBlocks(lines []string, cls []class, start int, code []bool) {
+	for i := start; i < len(lines); i++ {
+		if !headerCandidate(lines, cls, i, code) {
+			continue
+		}
+		fam := headerFamily(lines[i])
+		last, count, gap := i, 1, 0
+		for k := i + 1; k < len(lines) && gap <= 2; k++ {
+			if headerCandidate(lines, cls, k, code) {
+				fam |= headerFamily(lines[k])
+				last, count, gap = k, count+1, 0
+				continue
+			}
+			if cls[k] != cText && cls[k] != cEmpty || code != nil && code[k] {
+				break
+			}
+			gap++
+		}
+		if count >= 3 && fam&hFrom != 0 && bitCount(fam&^hFrom) >= 2 {
+			for k := i; k <= last; k++ {
+				cls[k] = cHeader
+			}
+		}
+		i = last
+	}
+}
+
+func headerCandidate(lines []string, cls []class, i int, code []bool) bool {
+	return cls[i] == cText && (code == nil || !code[i]) && headerFamily(lines[i]) != 0
+}
+
+func bitCount(x int) int {
+	n := 0
+	for ; x != 0; x &= x - 1 {
+		n++
+	}
+	return n
+}

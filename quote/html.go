@@ -1,0 +1,283 @@
+package quote
+
+import (
+	"strings"
+
+	"github.com/inbucket/html2text"
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+)
+
+// Limits that keep html2text's recursion and its "> " prefixes bounded on hostile HTML.
+const (
+	maxHTMLDepth       = 200 // deeper elements are flattened into their text
+	maxBlockquoteDepth = 8   // deeper blockquotes are rendered as plain blocks
+	maxProbeNodes      = 200 // nodes looked at to read the start of an element's text
+)
+
+// StripHTML splits an HTML-only reply. It removes the quote containers that mail clients
+// mark (Gmail's gmail_quote, Apple Mail's blockquote type="cite", Thunderbird's
+// moz-cite-prefix, Outlook's divRplyFwdMsg, #appendonsend and border-top header blocks,
+// and others), converts the rest to text as the rest of replydesk does (html2text), and
+// strips that with Strip. New, Quoted and Signature are plain text.
+func StripHTML(src string) Result {
+	doc, err := html.Parse(strings.NewReader(src))
+	if err != nil { // only a reader error; a string reader has none
+		return Strip(src)
+	}
+	bound(doc)
+	cut := findQuoteNodes(doc)
+	var quoted, sig []string
+	for _, n := range cut.remove {
+		text := render(n)
+		n.Parent.RemoveChild(n)
+		if text != "" {
+			if cut.signature[n] {
+				sig = append(sig, text)
+			} else {
+				quoted = append(quoted, text)
+			}
+		}
+	}
+	if cut.after != nil {
+		quoted = append(quoted, cutAfter(cut.after))
+	}
+	r := Strip(render(doc))
+	if cut.marker != "" {
+		r.Marker = cut.marker
+	}
+	r.Quoted = joinNonEmpty(append([]string{r.Quoted}, quoted...))
+	r.Signature = strings.TrimSpace(strings.Join(append([]string{r.Signature}, sig...), "\n"))
+	return r
+}
+
+// quoteNodes are the elements StripHTML takes out: remove (quote containers, signature
+// containers) and after (the first element from which everything is quoted).
+type quoteNodes struct {
+	remove    []*html.Node
+	signature map[*html.Node]bool
+	after     *html.Node
+	marker    string
+}
+
+// findQuoteNodes walks the document in order (without recursion) and collects the quote
+// containers up to the first element after which everything is quoted.
+func findQuoteNodes(doc *html.Node) quoteNodes {
+	q := quoteNodes{signature: map[*html.Node]bool{}}
+	for n := doc; n != nil; {
+		if n.Type == html.ElementNode {
+			if name := cutAfterMarker(n); name != "" {
+				q.after = n
+				q.note(name)
+				return q
+			}
+			if name, isSig := containerMarker(n); name != "" {
+				q.remove = append(q.remove, n)
+				if isSig {
+					q.signature[n] = true
+				} else {
+					q.note(name)
+				}
+				n = nextSkippingChildren(n)
+				continue
+			}
+		}
+		n = next(n)
+	}
+	return q
+}
+
+func (q *quoteNodes) note(name string) {
+	if q.marker == "" {
+		q.marker = name
+	}
+}
+
+// containerMarker names an element that holds a quote (or, isSig, a signature) and
+// nothing else; "" when it is none.
+func containerMarker(n *html.Node) (name string, isSig bool) {
+	class := " " + strings.ToLower(attr(n, "class")) + " "
+	id := strings.TrimPrefix(strings.ToLower(attr(n, "id")), "x_")
+	switch {
+	case strings.Contains(class, " gmail_quote ") || strings.Contains(class, " gmail_quote_container "):
+		return "gmail_quote", false
+	case n.DataAtom == atom.Blockquote && strings.EqualFold(attr(n, "type"), "cite"):
+		return "blockquote cite", false
+	case strings.Contains(class, " moz-cite-prefix "):
+		return "moz-cite-prefix", false
+	case strings.Contains(class, " yahoo_quoted "):
+		return "yahoo_quoted", false
+	case strings.Contains(class, " protonmail_quote "):
+		return "protonmail_quote", false
+	case strings.Contains(class, " gmail_signature ") || strings.Contains(class, " moz-signature ") ||
+		id == "signature" && n.DataAtom == atom.Div:
+		return "signature", true
+	}
+	return "", false
+}
+
+// cutAfterMarker names an element after which (itself included) everything is quoted:
+// Outlook's reply header containers; "" when it is none.
+func cutAfterMarker(n *html.Node) string {
+	id := strings.TrimPrefix(strings.ToLower(attr(n, "id")), "x_")
+	switch id {
+	case "divrplyfwdmsg", "appendonsend", "olk_src_body_section",
+		"mail-editor-reference-message-container":
+		return id
+	case "stopspelling", "zwchr":
+		if n.DataAtom == atom.Hr {
+			return "hr#" + id
+		}
+	}
+	if n.DataAtom == atom.Div || n.DataAtom == atom.P {
+		style := strings.ToLower(strings.Join(strings.Fields(attr(n, "style")), ""))
+		if (strings.Contains(style, "border-top:solid") || strings.Contains(style, "border-top-style:solid")) &&
+			headerFamily(textStart(n))&hFrom != 0 {
+			return "border-top header"
+		}
+	}
+	return ""
+}
+
+// textStart returns the start of an element's text, looking at no more than
+// maxProbeNodes nodes.
+func textStart(n *html.Node) string {
+	var b strings.Builder
+	seen := 0
+	for c := n.FirstChild; c != nil && seen < maxProbeNodes && b.Len() < 64; seen++ {
+		if c.Type == html.TextNode {
+			b.WriteString(c.Data)
+		}
+		c = nextWithin(c, n)
+	}
+	return strings.TrimSpace(strings.ReplaceAll(b.String(), "\u00a0", " "))
+}
+
+// cutAfter removes n and everything after it in document order, and returns its text.
+func cutAfter(n *html.Node) string {
+	var chain []*html.Node // n and its ancestors below the document
+	for cur := n; cur.Parent != nil; cur = cur.Parent {
+		chain = append(chain, cur)
+	}
+	holder := &html.Node{Type: html.ElementNode, Data: "div", DataAtom: atom.Div}
+	for k, cur := range chain {
+		start := cur.NextSibling
+		if k == 0 {
+			start = cur
+		}
+		var moved []*html.Node
+		for s := start; s != nil; s = s.NextSibling {
+			moved = append(moved, s)
+		}
+		for _, s := range moved {
+			s.Parent.RemoveChild(s)
+			holder.AppendChild(s)
+		}
+	}
+	return render(holder)
+}
+
+// bound flattens what html2text could not render in bounded time and memory: elements
+// nested deeper than maxHTMLDepth become their text, and blockquotes nested deeper than
+// maxBlockquoteDepth become divs.
+func bound(doc *html.Node) {
+	type frame struct {
+		n            *html.Node
+		depth, quote int
+	}
+	stack := []frame{{doc, 0, 0}}
+	for len(stack) > 0 {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for c := f.n.FirstChild; c != nil; c = c.NextSibling {
+			if c.Type != html.ElementNode {
+				continue
+			}
+			q := f.quote
+			if c.DataAtom == atom.Blockquote {
+				if q++; q > maxBlockquoteDepth {
+					c.DataAtom, c.Data = atom.Div, "div"
+				}
+			}
+			if f.depth+1 >= maxHTMLDepth {
+				flatten(c)
+				continue
+			}
+			stack = append(stack, frame{c, f.depth + 1, q})
+		}
+	}
+}
+
+// flatten replaces the children of n by one text node with their text.
+func flatten(n *html.Node) {
+	var b strings.Builder
+	for c := n.FirstChild; c != nil; c = nextWithin(c, n) {
+		if c.Type == html.TextNode {
+			b.WriteString(c.Data)
+			b.WriteByte(' ')
+		}
+	}
+	for n.FirstChild != nil {
+		n.RemoveChild(n.FirstChild)
+	}
+	n.AppendChild(&html.Node{Type: html.TextNode, Data: b.String()})
+}
+
+// render converts a node to text as replydesk does for HTML-only mail.
+func render(n *html.Node) string {
+	text, err := html2text.FromHTMLNode(n)
+	if err != nil {
+		return ""
+	}
+	return text
+}
+
+// next returns the node after n in document order.
+func next(n *html.Node) *html.Node {
+	if n.FirstChild != nil {
+		return n.FirstChild
+	}
+	return nextSkippingChildren(n)
+}
+
+// nextSkippingChildren returns the node after n and its descendants in document order.
+func nextSkippingChildren(n *html.Node) *html.Node {
+	for ; n != nil; n = n.Parent {
+		if n.NextSibling != nil {
+			return n.NextSibling
+		}
+	}
+	return nil
+}
+
+// nextWithin is next, staying among the descendants of root.
+func nextWithin(n, root *html.Node) *html.Node {
+	if n.FirstChild != nil {
+		return n.FirstChild
+	}
+	for ; n != nil && n != root; n = n.Parent {
+		if n.NextSibling != nil {
+			return n.NextSibling
+		}
+	}
+	return nil
+}
+
+func attr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+func joinNonEmpty(parts []string) string {
+	var kept []string
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, "\n\n")
+}
