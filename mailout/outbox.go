@@ -75,9 +75,9 @@ func (o *Outbox) Wake() {
 	}
 }
 
-// Run delivers until ctx ends. Mail is sent in parallel up to the transport's limit;
-// sent mail is marked in batches (one commit for many), so a crash between the
-// smarthost's 250 and the mark sends that mail again: at least once, never lost.
+// Run delivers until ctx ends. Mail is sent in parallel up to the transport's limit and
+// marked sent as soon as the smarthost accepted it; a crash between the smarthost's 250
+// and that commit sends the mail again: at least once, never lost.
 func (o *Outbox) Run(ctx context.Context) {
 	defer o.tr.Close()
 	for ctx.Err() == nil {
@@ -119,18 +119,24 @@ func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
 	if err != nil || len(items) == 0 {
 		return 0, err
 	}
-	var mu sync.Mutex
-	var sent []int64
 	var wg sync.WaitGroup
+	var markErr error
+	var mu sync.Mutex
 	work := make(chan threads.OutboxItem)
 	for range min(16, len(items)) { // the transport caps real parallelism
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for it := range work {
-				if o.deliver(ctx, it) {
+				if !o.deliver(ctx, it) {
+					continue
+				}
+				// Marked at once (concurrent marks share a commit): a crash between the
+				// smarthost's 250 and this commit sends the mail again, so that window
+				// is kept to one commit.
+				if err := o.q.MailSent(context.WithoutCancel(ctx), it.ID); err != nil {
 					mu.Lock()
-					sent = append(sent, it.ID)
+					markErr = err
 					mu.Unlock()
 				}
 			}
@@ -141,12 +147,7 @@ func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
 	}
 	close(work)
 	wg.Wait()
-	if len(sent) > 0 {
-		if err := o.q.MailSent(context.WithoutCancel(ctx), sent...); err != nil {
-			return len(items), err
-		}
-	}
-	return len(items), nil
+	return len(items), markErr
 }
 
 // deliver sends one mail and records a failure; it reports success.
