@@ -106,7 +106,7 @@ func (r *Responder) Decide(f threads.Filed) ([]threads.Intent, error) {
 		if saysTooLittle(f.Message.Subject, f.Message.Text) {
 			name = "ask_details"
 		}
-		rcpt := []*mail.Address{{Name: Display(f.Message.FromName, MaxNameRunes), Address: to}}
+		rcpt := []*mail.Address{{Name: customerName(f.Message), Address: to}}
 		out = append(out, r.intent(f, earlier, name, rcpt, f.Ticket.CustomerToken))
 	}
 	if len(agents) > 0 {
@@ -188,6 +188,17 @@ func (r *Responder) Compose(c threads.ToCompose) (threads.Composed, error) {
 	}
 	m.OutboxID, m.Language = c.OutboxID, lang
 	return m, nil
+}
+
+// customerName is the sender's display name as we show it, or "" when there is none or
+// it looks like an address: "victim@bank.com" <attacker@evil.com> would otherwise greet
+// the reader as someone the sender is not.
+func customerName(m threads.MessageInfo) string {
+	name := Display(m.FromName, MaxNameRunes)
+	if strings.Contains(name, "@") {
+		return ""
+	}
+	return name
 }
 
 // note records on the filed message why mail did not go out, for `show`.
@@ -312,7 +323,7 @@ func tokenAddress(support, token string) string {
 // text is multi-line by design and only ever shown quoted or escaped by the templates.
 func (r *Responder) data(f threads.Filed, earlierTickets []threads.Ticket, lang, token string) templates.Data {
 	t := f.Ticket
-	name := Display(f.Message.FromName, MaxNameRunes)
+	name := customerName(f.Message)
 	if name == "" {
 		name = Display(f.Message.From, MaxNameRunes)
 	}

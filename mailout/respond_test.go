@@ -285,3 +285,20 @@ func TestAutoReplyLimitIgnoresPlusTags(t *testing.T) {
 		t.Fatalf("alice got %d confirmations", n)
 	}
 }
+
+// A display name that looks like an address never greets the reader as that address:
+// "victim@bank.com" <attacker@evil.example> is greeted as attacker@evil.example.
+func TestNameLookingLikeAnAddressIsNotShown(t *testing.T) {
+	t.Parallel()
+	store, _ := filingStore(t, ResponderConfig{})
+	deliverRaw(t, store, "attacker@evil.example", "From: victim@bank.example <attacker@evil.example>\r\n"+
+		"To: support@example.test\r\nSubject: Refund\r\nMessage-ID: <spoof@evil.example>\r\n\r\nPlease refund my order 1234 to my new account.\r\n")
+	conf := queued(t, store)["attacker@evil.example"]
+	if len(conf) != 1 {
+		t.Fatalf("%d confirmations", len(conf))
+	}
+	hdr, text, html := parts(t, conf[0].Raw)
+	if !strings.HasPrefix(text, "Hello attacker@evil.example,") || strings.Contains(text+html+hdr.Get("To"), "victim@bank") {
+		t.Fatalf("the confirmation greets or shows the forged name:\n%s", text)
+	}
+}
