@@ -18,6 +18,10 @@ type Data struct {
 	Commands     []string // agent commands (notification)
 	RefLine      string   // "[Support #12] ref:r12-..." : the footer reference line
 	AgentName    string   // agent_reply
+	// agent_notice: what the agent is told (command_error, forged, undeliverable,
+	// collision, note) and the details, one per line.
+	Notice string
+	Lines  []string
 }
 
 // EarlierTicket is one of the customer's other tickets, for the notification.

@@ -22,7 +22,7 @@ var embedded embed.FS
 
 // Names of the templates, and the languages each exists in.
 var (
-	Names     = []string{"confirmation", "notification", "agent_reply", "ask_details"}
+	Names     = []string{"confirmation", "notification", "agent_reply", "ask_details", "agent_notice"}
 	Languages = []string{"en", "es", "pt"}
 )
 

@@ -134,3 +134,35 @@ func TestCustomerValuesCannotBreakTemplates(t *testing.T) {
 		}
 	}
 }
+
+// Every kind of agent notice says something of its own, in every language, with its
+// details, and a command error says the customer received nothing.
+func TestAgentNoticeKinds(t *testing.T) {
+	t.Parallel()
+	set, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nothing := map[string]string{"en": "received nothing", "es": "no recibió nada", "pt": "não recebeu nada"}
+	for _, lang := range Languages {
+		subjects := map[string]bool{}
+		for _, kind := range []string{"command_error", "forged", "undeliverable", "collision", "note"} {
+			d := realistic(lang)
+			d.Notice, d.Lines = kind, []string{"line 1: unknown command #staus (did you mean #status?)"}
+			r, err := set.Render("agent_notice", lang, d)
+			if err != nil {
+				t.Fatalf("%s/%s: %v", lang, kind, err)
+			}
+			subjects[r.Subject] = true
+			if !strings.Contains(r.Text, "#staus") || !strings.Contains(r.HTML, "#staus") {
+				t.Errorf("%s/%s lacks its details:\n%s", lang, kind, r.Text)
+			}
+			if kind == "command_error" && !strings.Contains(r.Text, nothing[lang]) {
+				t.Errorf("%s/%s does not say the customer received nothing:\n%s", lang, kind, r.Text)
+			}
+		}
+		if len(subjects) != 5 {
+			t.Errorf("%s: %d different subjects for 5 kinds of notice", lang, len(subjects))
+		}
+	}
+}
