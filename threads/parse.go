@@ -23,6 +23,8 @@ import (
 	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 	"github.com/inbucket/html2text"
+
+	"github.com/replydesk/replydesk/quote"
 	"golang.org/x/text/encoding/charmap"
 )
 
@@ -59,6 +61,7 @@ type Parsed struct {
 	Subject     string
 	Date        time.Time // zero when missing or unreadable
 	Body        string    // full decoded text (HTML converted when there is no text part)
+	New         string    // what is new in it: Body without quoted history and signature
 	Attachments []Attachment
 	Notes       []string
 	Malformed   bool
@@ -111,6 +114,7 @@ func Parse(raw []byte, lim ParseLimits) (p *Parsed) {
 		p.malformed("unreadable header: " + errText(err))
 		p.fallbackHeader(raw)
 		p.fallbackBody(raw, lim)
+		p.New = p.Body // unreadable: all of it is shown
 		return p
 	}
 	lr.n = math.MaxInt64
@@ -124,6 +128,7 @@ func Parse(raw []byte, lim ParseLimits) (p *Parsed) {
 		// Nothing decoded: show the undecoded body rather than nothing.
 		p.fallbackBody(raw, lim)
 	}
+	p.New = w.newText()
 	return p
 }
 
@@ -1180,6 +1185,16 @@ func (w *walker) readText(r io.Reader) (string, error) {
 		}
 	}
 	return cleanText(string(b)), err
+}
+
+// newText is what the sender wrote for this message: the body without the quoted
+// history and the signature (package quote), from the HTML when the mail is HTML-only
+// (its quote containers say more than the converted text does).
+func (w *walker) newText() string {
+	if strings.TrimSpace(strings.Join(w.plain, "\n")) == "" && len(w.html) > 0 {
+		return strings.TrimSpace(quote.StripHTML(strings.Join(w.html, "\n")).New)
+	}
+	return strings.TrimSpace(quote.Strip(w.p.Body).New)
 }
 
 // body prefers the text/plain parts; HTML-only mail is converted to readable text.

@@ -475,8 +475,12 @@ func (s *Store) insertMessage(tx *sql.Tx, ticket, inboxID int64, direction, kind
 	if inboxID != 0 {
 		inbox = inboxID
 	}
+	var text any // NULL: the same as body
+	if direction == "in" && newOrBody(p) != strings.TrimSpace(p.Body) {
+		text = newOrBody(p)
+	}
 	res, err := tx.Stmt(s.sql.insertMessage).Exec(ticket, inbox, direction, kind, p.MessageID, p.From,
-		jsonList(p.To), jsonList(p.Cc), p.Subject, date.Unix(), nil, p.Body, jsonValue(p.Attachments),
+		jsonList(p.To), jsonList(p.Cc), p.Subject, date.Unix(), text, p.Body, jsonValue(p.Attachments),
 		matchedBy, jsonList(flags), jsonList(notes), p.Malformed, listID(p))
 	if err != nil {
 		return 0, err

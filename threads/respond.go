@@ -148,7 +148,7 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 	p := f.m.parsed
 	ev := Filed{Event: f.event, Kind: f.kind, Live: f.m.live, Auto: f.auto,
 		Message: MessageInfo{From: p.From, FromName: p.FromName, MessageID: p.MessageID, Subject: p.Subject,
-			Text: p.Body, References: p.References, To: p.To, Cc: p.Cc, ContentLanguage: p.Header.Get("Content-Language")}}
+			Text: newOrBody(p), References: p.References, To: p.To, Cc: p.Cc, ContentLanguage: p.Header.Get("Content-Language")}}
 	ev.Flags = append(append([]string{}, f.routing.flags...), f.flags...)
 	t := &ev.Ticket
 	var due sql.NullInt64
@@ -240,4 +240,13 @@ func (s *Store) queueIntent(tx *sql.Tx, ticket, aboutRow int64, now time.Time, i
 		}
 	}
 	return nil
+}
+
+// newOrBody is what a message adds (its text without quotes and signature), or all of it
+// when that is empty (a forward, a reply that only quotes).
+func newOrBody(p *Parsed) string {
+	if p.New != "" {
+		return p.New
+	}
+	return p.Body
 }
