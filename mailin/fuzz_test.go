@@ -44,6 +44,10 @@ func FuzzSMTPSession(f *testing.F) {
 		"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<@r:v@evil>\r\nRCPT TO:<\"a@b\"@example.test>\r\nBDAT 5 LAST\r\nhello",
 		"EHLO x\r\nSTARTTLS\r\nAUTH PLAIN AGFAYg==\r\nVRFY a\r\nEXPN b\r\nNOOP\r\nRSET\r\n",
 		"\x00\xff\r\n\r\n\n\n.\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b> SIZE=100\r\nRCPT TO:<support@example.test>\r\nDATA\r\nx\n.\r\n" + strings.Repeat("y", 3000) + "\r\n.\r\nNOOP\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<support@example.test>\r\nBDAT 3000\r\n" + strings.Repeat("z", 3000) + "BDAT 0 LAST\r\nRSET\r\n",
+		"EHLO x\r\nNOOP\r\nNOOP\r\nVRFY a\r\nHELP\r\nRSET\r\n" + strings.Repeat("NOOP\r\n", 30),
+		"MAIL FROM:<" + strings.Repeat("a", 3000) + ">\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -89,6 +93,8 @@ func fuzzServer(f *testing.F, seen *atomic.Value) string {
 		Listen: "127.0.0.1:0", Hostname: "fuzz", Addresses: []string{"support@example.test"},
 		MaxMessageBytes: 1 << 20, MaxRecipients: 10, MaxSessions: 100, MaxSessionsPerIP: 100,
 		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, ShutdownGrace: time.Second,
+		MaxInflightBytes: 4 << 20, InflightWait: 100 * time.Millisecond,
+		JunkCommandLimit: 20, StressPercent: 80, StressTimeout: time.Second,
 	}, store, log)
 	if err != nil {
 		f.Fatal(err)

@@ -2,6 +2,7 @@ package mailin
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,7 +21,18 @@ var (
 	replyTimeout      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while receiving the message, try again"}
 	replyShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	replyBadSender    = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Malformed sender address"}
+	replyNoRoom       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system resources, try again later"}
+	replyNoStorage    = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage for that SIZE now, try again later"} // RFC 1870 §6.1
+	// Written by the guard itself, before go-smtp would.
+	replyLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Command line too long (the limit is 2048 octets), closing connection"}
+	replyJunk        = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many commands that send no mail, closing connection"}
 )
+
+// replyLine formats a reply as go-smtp would write it.
+func replyLine(r *smtp.SMTPError) string {
+	c := r.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s\r\n", r.Code, c[0], c[1], c[2], r.Message)
+}
 
 // errorRef numbers temporary failures so that the reference in a reply finds the log line.
 var errorRef atomic.Int64
@@ -39,10 +51,12 @@ func replyForData(err error, log *slog.Logger) *smtp.SMTPError {
 		return se
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return replyTooLarge
+	case errors.Is(err, errNoRoom):
+		return replyNoRoom
 	case errors.As(err, &ne) && ne.Timeout():
 		return replyTimeout
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return replyTimeout // the client went away; nobody reads this reply
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, smtp.ErrDataReset):
+		return replyTimeout // the client went away or gave up; nobody reads this reply
 	}
 	ref := errorRef.Add(1)
 	log.Error("message not accepted, asked the sender to retry", "ref", ref, "err", err)

@@ -3,10 +3,19 @@ package mailin_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -389,5 +398,299 @@ func TestMegabyteHeaderLine(t *testing.T) {
 	c.sendMail("support@example.test", msg, "250")
 	if n := accepted(t, ts.store); n != 1 {
 		t.Fatalf("%d stored", n)
+	}
+}
+
+// expectClosed checks that the server has closed the connection (after any reply).
+func (c *conn) expectClosed() {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := c.br.ReadString('\n'); err == nil {
+		c.t.Fatalf("connection still open, got %q", line)
+	}
+}
+
+// TestCommandLineLimit: a command line longer than 2048 octets is answered 500 5.5.2 and
+// the connection closed, without the server reading (and holding) the rest of it;
+// message lines may still be long, and the guard stays in step with DATA and BDAT.
+func TestCommandLineLimit(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(c *mailin.Config) { c.MaxMessageBytes = 1 << 20 }, nil)
+
+	c := dial(t, ts.smtp)
+	c.cmd("EHLO client.example", "250")
+	c.cmd("NOOP "+strings.Repeat("x", 2048-len("NOOP \r\n")), "250") // exactly at the limit
+	c.cmd("MAIL FROM:<"+strings.Repeat("a", 3000)+"@example.com>", "500 5.5.2")
+	c.expectClosed()
+
+	// A 3 MB line is cut off after the limit, not buffered.
+	c = dial(t, ts.smtp)
+	c.cmd("EHLO client.example", "250")
+	go c.c.Write([]byte("MAIL FROM:<" + strings.Repeat("a", 3<<20)))
+	c.expect("500 5.5.2")
+	c.expectClosed()
+
+	// Inside DATA, lines are message lines: a bare LF does not start a line, so the
+	// ".\r\n" after it is text and the long line after that is still the message.
+	c = dial(t, ts.smtp)
+	c.startData("EHLO client.example", "support@example.test")
+	fmt.Fprint(c.c, "Subject: long\r\n\r\nbare\n.\r\n"+strings.Repeat("x", 5000)+"\r\n.\r\n")
+	c.expect("250")
+	c.cmd("NOOP", "250")
+
+	// BDAT chunks are read by their size, whatever bytes they hold.
+	c = dial(t, ts.smtp)
+	c.cmd("EHLO client.example", "250")
+	c.cmd("MAIL FROM:<alice@example.com>", "250")
+	c.cmd("RCPT TO:<support@example.test>", "250")
+	chunk := "Subject: bdat\r\n\r\n" + strings.Repeat("y", 5000)
+	fmt.Fprintf(c.c, "BDAT %d\r\n%s", len(chunk), chunk)
+	c.expect("250")
+	fmt.Fprint(c.c, "BDAT 2 LAST\r\n\r\n")
+	c.expect("250")
+	c.cmd("RSET "+strings.Repeat("z", 3000), "500 5.5.2")
+	c.expectClosed()
+	if n := accepted(t, ts.store); n != 2 {
+		t.Fatalf("%d stored, want the DATA and the BDAT message", n)
+	}
+}
+
+// TestCommandLineLimitAfterSTARTTLS: behind TLS the guard cannot see lines, so it bounds
+// what a client sends without a reply (64 KiB); a normal session is unaffected.
+func TestCommandLineLimitAfterSTARTTLS(t *testing.T) {
+	t.Parallel()
+	cert, key := writeCert(t)
+	ts := startServer(t, func(c *mailin.Config) { c.TLSCert, c.TLSKey, c.MaxMessageBytes = cert, key, 1<<20 }, nil)
+	c := dial(t, ts.smtp)
+	c.cmd("EHLO client.example", "250")
+	c.cmd("STARTTLS", "220")
+	tc := c.startTLS()
+	tc.cmd("EHLO client.example", "250")
+	tc.sendMail("support@example.test", message("tls@x"), "250")
+	// BDAT chunks are not unanswered bytes, however large.
+	tc.cmd("MAIL FROM:<alice@example.com>", "250")
+	tc.cmd("RCPT TO:<support@example.test>", "250")
+	chunk := message("tls-bdat@x") + strings.Repeat(strings.Repeat("b", 78)+"\r\n", 3000)
+	fmt.Fprintf(tc.c, "BDAT %d LAST\r\n%s", len(chunk), chunk)
+	tc.expect("250")
+	go tc.c.Write([]byte("MAIL FROM:<" + strings.Repeat("a", 1<<20)))
+	// go-smtp may first answer the part of the line it has buffered; then 500 and close.
+	var replies []string
+	for {
+		line, err := tc.br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		replies = append(replies, line)
+	}
+	if len(replies) == 0 || !strings.HasPrefix(replies[len(replies)-1], "500") || len(replies) > 2 {
+		t.Fatalf("a 1 MB line behind TLS got %q, want 500 and the connection closed", replies)
+	}
+	if n := accepted(t, ts.store); n != 2 {
+		t.Fatalf("%d stored, want the two messages sent over TLS", n)
+	}
+}
+
+func (c *conn) startTLS() *conn {
+	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true, ServerName: "desk.example.test"})
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatal(err)
+	}
+	return &conn{t: c.t, c: tc, br: bufio.NewReader(tc)}
+}
+
+// writeCert writes a self-signed certificate and its key into a temp dir.
+func writeCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"desk.example.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
+// TestJunkCommandLimit: commands that move no mail (NOOP, RSET, VRFY, HELP, unknown or
+// refused ones) are counted; beyond the limit the session gets 421 and is closed. A
+// delivered message starts the count again.
+func TestJunkCommandLimit(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(c *mailin.Config) { c.JunkCommandLimit = 5 }, nil)
+	c := dial(t, ts.smtp)
+	c.cmd("EHLO client.example", "250")
+	for _, cmd := range []string{"NOOP", "RSET", "VRFY alice", "HELP", "XYZZY"} {
+		c.send(cmd)
+		if r := c.reply(); strings.HasPrefix(r[0], "421") {
+			t.Fatalf("%s answered %q within the limit", cmd, r)
+		}
+	}
+	c.cmd("NOOP", "421 4.7.0")
+	c.expectClosed()
+
+	c = dial(t, ts.smtp)
+	c.cmd("EHLO client.example", "250")
+	for range 3 {
+		c.cmd("NOOP", "250")
+	}
+	c.cmd("MAIL FROM:<alice@example.com>", "250")
+	c.cmd("RCPT TO:<nobody@example.test>", "550") // refused: junk
+	c.cmd("RCPT TO:<support@example.test>", "250")
+	c.cmd("DATA", "354")
+	fmt.Fprint(c.c, message("junk@x")+".\r\n")
+	c.expect("250")
+	for range 5 {
+		c.cmd("NOOP", "250")
+	}
+	c.cmd("NOOP", "421 4.7.0")
+	c.expectClosed()
+}
+
+// TestStressTimeouts is defect 7: every slot held by a session sending NOOP every
+// 200 ms (or by an idle one), the junk limit out of play. Once most slots are busy, a
+// session must make progress every stress timeout, so a new client gets in within
+// seconds; a message that keeps coming is not cut off.
+func TestStressTimeouts(t *testing.T) {
+	t.Parallel()
+	const slots = 10
+	ts := startServer(t, func(c *mailin.Config) {
+		c.MaxSessions, c.MaxSessionsPerIP = slots, slots
+		c.StressPercent, c.StressTimeout = 80, time.Second
+		c.ReadTimeout = time.Minute
+	}, nil)
+
+	// A message in transfer, trickling a line every 300 ms for 3 s.
+	slow := dial(t, ts.smtp)
+	slow.startData("EHLO slow.example", "support@example.test")
+	slowDone := make(chan error, 1)
+	go func() {
+		fmt.Fprint(slow.c, "Subject: slow\r\nMessage-ID: <slow@x>\r\n\r\n")
+		for range 10 {
+			time.Sleep(300 * time.Millisecond)
+			fmt.Fprint(slow.c, "still typing\r\n")
+		}
+		fmt.Fprint(slow.c, ".\r\n")
+		r, err := slow.br.ReadString('\n')
+		if err == nil && !strings.HasPrefix(r, "250") {
+			err = fmt.Errorf("slow message answered %q", r)
+		}
+		slowDone <- err
+	}()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	for i := range slots - 1 {
+		c := dial(t, ts.smtp)
+		c.cmd("EHLO idle.example", "250")
+		if i%2 == 1 {
+			continue // idle
+		}
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				c.send("NOOP")
+				if _, err := c.br.ReadString('\n'); err != nil {
+					return
+				}
+			}
+		}()
+	}
+
+	start := time.Now()
+	for {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("no slot for a new client after 5s")
+		}
+		nc, err := net.Dial("tcp", ts.smtp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &conn{t: t, c: nc, br: bufio.NewReader(nc)}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if line, _ := c.br.ReadString('\n'); strings.HasPrefix(line, "220") {
+			c.cmd("EHLO new.example", "250")
+			c.sendMail("support@example.test", message("new@x"), "250")
+			nc.Close()
+			break
+		}
+		nc.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("a new client got a slot after %s", time.Since(start).Round(time.Millisecond))
+	if err := <-slowDone; err != nil {
+		t.Fatal(err)
+	}
+	if n := accepted(t, ts.store); n != 2 {
+		t.Fatalf("%d stored, want the slow and the new message", n)
+	}
+}
+
+// TestInflightBudget: with the budget held by a message in transfer, another message is
+// answered 451 4.3.1 after DATA, or 452 4.3.1 to a MAIL whose SIZE= does not fit, and
+// accepted once the budget is free. Room for SIZE= is held from MAIL to the end of the
+// transaction.
+func TestInflightBudget(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(c *mailin.Config) {
+		c.MaxMessageBytes, c.MaxInflightBytes, c.InflightWait = 1<<20, 1<<20, 200*time.Millisecond
+	}, nil)
+	a := dial(t, ts.smtp)
+	a.startData("EHLO a.example", "support@example.test")
+	fmt.Fprint(a.c, "Subject: big\r\nMessage-ID: <big@x>\r\n\r\n")
+	line := strings.Repeat("a", 1022) + "\r\n"
+	fmt.Fprint(a.c, strings.Repeat(line, 420)) // 420 KiB read into 64 KiB chunks: 7 of 8 budget units
+	waitUntil(t, "the first message to hold the budget", func() bool { return ts.srv.Inflight() >= 896<<10 })
+
+	body := message("second@x") + strings.Repeat(line, 200)
+	b := dial(t, ts.smtp)
+	b.cmd("EHLO b.example", "250")
+	b.sendMail("support@example.test", body, "451 4.3.1")
+	b.cmd(fmt.Sprintf("MAIL FROM:<alice@example.com> SIZE=%d", len(body)), "452 4.3.1")
+
+	fmt.Fprint(a.c, ".\r\n")
+	a.expect("250")
+	waitUntil(t, "the budget to be free", func() bool { return ts.srv.Inflight() == 0 })
+	b.cmd(fmt.Sprintf("MAIL FROM:<alice@example.com> SIZE=%d", len(body)), "250")
+	if n := ts.srv.Inflight(); n != int64(len(body)) {
+		t.Fatalf("%d bytes held after MAIL SIZE=%d", n, len(body))
+	}
+	b.cmd("RSET", "250")
+	if n := ts.srv.Inflight(); n != 0 {
+		t.Fatalf("%d bytes still held after RSET", n)
+	}
+	b.cmd(fmt.Sprintf("MAIL FROM:<alice@example.com> SIZE=%d", len(body)), "250")
+	b.cmd("RCPT TO:<support@example.test>", "250")
+	b.cmd("DATA", "354")
+	fmt.Fprint(b.c, body+".\r\n")
+	b.expect("250")
+	if n := accepted(t, ts.store); n != 2 {
+		t.Fatalf("%d stored, want 2", n)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -138,7 +138,7 @@ func defaultConfig() fileConfig {
 			ReadTimeout:      duration{10 * time.Minute},
 			WriteTimeout:     duration{time.Minute},
 			ShutdownGrace:    duration{10 * time.Second},
-			MaxInflightBytes: 256 << 20, InflightWait: duration{5 * time.Second},
+			MaxInflightBytes: 160 << 20, InflightWait: duration{5 * time.Second},
 			JunkCommandLimit: 100, StressPercent: 80, StressTimeout: duration{10 * time.Second},
 		},
 		Outbound: outboundTable{Transport: "dir", TLS: "starttls", MaxConnections: 4,

@@ -50,6 +50,9 @@ func (c fileConfig) mailinConfig() mailin.Config {
 		MaxSessions: s.MaxSessions, MaxSessionsPerIP: s.MaxSessionsPerIP,
 		ReadTimeout: s.ReadTimeout.Duration, WriteTimeout: s.WriteTimeout.Duration,
 		ShutdownGrace: s.ShutdownGrace.Duration, TLSCert: s.TLSCert, TLSKey: s.TLSKey,
+		MaxInflightBytes: s.MaxInflightBytes, InflightWait: s.InflightWait.Duration,
+		JunkCommandLimit: s.JunkCommandLimit, StressPercent: s.StressPercent, StressTimeout: s.StressTimeout.Duration,
+		GoMemoryLimit: s.MaxInflightBytes + 96<<20, // the budget, and room for the rest of serve
 	}
 	for _, a := range c.Address {
 		mc.Addresses = append(mc.Addresses, a.Email)
