@@ -1,0 +1,204 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/replydesk/replydesk/mailin"
+)
+
+// Store is what the poller needs from the store (threads.Store implements it): the
+// messages and the checkpoint committed together, and the state `status` shows.
+type Store interface {
+	// AcceptMailbox stores msgs and skipped and moves the checkpoint to cp in one
+	// transaction; nil means all of it is on disk.
+	AcceptMailbox(ctx context.Context, cp mailin.Checkpoint, msgs []mailin.Fetched, skipped []mailin.Skipped) ([]mailin.Receipt, error)
+	MailboxCheckpoint(ctx context.Context, mailbox string) (mailin.Checkpoint, bool, error)
+	MailboxSkipped(ctx context.Context, mailbox string, uidValidity uint32) ([]mailin.Skipped, error)
+	RecordMailbox(ctx context.Context, st mailin.MailboxState) error
+}
+
+// Poller takes mail in from one mailbox until its context ends.
+type Poller struct {
+	cfg   Config
+	store Store
+	log   *slog.Logger
+	kick  chan struct{} // the server reported new mail
+
+	renewAt         time.Time // XOAUTH2: reconnect with a fresh token before this one expires
+	authFailures    int       // consecutive refused logins
+	fetchFails      fetchFailures
+	state           mailin.MailboxState
+	stateWritten    time.Time
+	warnedNoUIDPlus bool
+}
+
+// New checks cfg; Run does the work.
+func New(cfg Config, store Store, log *slog.Logger) (*Poller, error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("imap %s: %w", cfg.Key(), errors.Join(errs...))
+	}
+	cfg = cfg.withDefaults()
+	return &Poller{
+		cfg: cfg, store: store, log: log.With("mailbox", cfg.Key()),
+		kick:  make(chan struct{}, 1),
+		state: mailin.MailboxState{Mailbox: cfg.Key()},
+	}, nil
+}
+
+// Key is the mailbox's name in the store and in status.
+func (p *Poller) Key() string { return p.cfg.Key() }
+
+// shutdownGrace bounds how long a stopping poller may finish the batch in hand (its
+// commit and move) before its connection is closed under it. Nothing is lost either way:
+// what was not moved is below the checkpoint, and is moved at the next start.
+const shutdownGrace = 10 * time.Second
+
+// errRenew ends a session so that the next one authenticates with a fresh token.
+var errRenew = errors.New("access token about to expire: reconnecting with a fresh one")
+
+// Run takes mail in until ctx ends: connect, take in what waits, wait for more (IDLE
+// where offered, polling otherwise), and after any failure reconnect with exponential
+// backoff and jitter. When ctx ends it finishes the batch in hand and logs out.
+func (p *Poller) Run(ctx context.Context) {
+	p.log.Info("imap poller starting", "server", p.cfg.Server, "processed", p.cfg.Processed)
+	backoff := p.cfg.MinBackoff
+	for {
+		synced, err := p.session(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, errRenew) {
+			p.log.Debug("imap session renewed")
+			continue
+		}
+		if synced {
+			backoff = p.cfg.MinBackoff
+		}
+		delay := jitter(backoff)
+		p.failed(err)
+		p.log.Warn("imap session failed; reconnecting", "err", err, "in", delay.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		backoff = min(2*backoff, p.cfg.MaxBackoff)
+	}
+	p.state.Connected, p.state.Mode = false, ""
+	p.writeState(true)
+	p.log.Info("imap poller stopped")
+}
+
+// jitter spreads reconnects over [d/2, 3d/2).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}
+
+// session is one connection: log in, select, then sync and wait until something fails.
+// synced says whether a sync completed (the backoff starts over).
+func (p *Poller) session(ctx context.Context) (synced bool, err error) {
+	c, err := p.dial(ctx, p.kick)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	hard := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownGrace, func() { c.Close() }) })
+	defer hard()
+	p.renewAt = time.Time{}
+	if err := p.login(ctx, c); err != nil {
+		return false, err
+	}
+	p.authFailures = 0
+	m, err := p.open(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	for {
+		if err := m.sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return synced, nil
+			}
+			return synced, err
+		}
+		synced = true
+		p.synced(m)
+		if ctx.Err() == nil {
+			err = m.wait(ctx)
+		}
+		if ctx.Err() != nil {
+			c.Logout().Wait()
+			return true, nil
+		}
+		if err != nil {
+			return true, err
+		}
+	}
+}
+
+// synced records a completed sync for status.
+func (p *Poller) synced(m *mailbox) {
+	mode := "poll"
+	if m.idle {
+		mode = "idle"
+	}
+	changed := !p.state.Connected || p.state.Mode != mode || p.state.Waiting != m.waiting
+	p.state.Connected, p.state.Mode, p.state.Waiting = true, mode, m.waiting
+	p.state.LastOK = time.Now()
+	p.writeState(changed)
+}
+
+// failed records a failed session for status, and alerts the operator when a human
+// must act: a revoked or unsaved refresh token at once, a refused login when it keeps
+// being refused.
+func (p *Poller) failed(err error) {
+	p.state.Connected, p.state.Mode = false, ""
+	p.state.LastError, p.state.LastErrorAt = err.Error(), time.Now()
+	p.writeState(true)
+	var re *RefreshError
+	var ae errAuth
+	switch {
+	case errors.As(err, &re):
+		p.alert("imap_oauth", "IMAP: the OAuth2 refresh token is refused", err)
+	case errors.As(err, &ae):
+		if p.authFailures++; p.authFailures >= 3 {
+			p.alert("imap_login", "IMAP: login keeps failing", err)
+		}
+	case p.cfg.Tokens != nil && isSaveError(err):
+		p.alert("imap_oauth", "IMAP: the rotated OAuth2 refresh token could not be saved", err)
+	}
+}
+
+func (p *Poller) alert(kind, subject string, err error) {
+	p.log.Error(subject, "err", err)
+	if p.cfg.Alert != nil {
+		p.cfg.Alert(kind+" "+p.cfg.Key(), subject, fmt.Sprintf(
+			"replydesk could not take mail in from %s:\n\n  %v\n\nThe mail stays on the server and is taken in once this is fixed; `replydesk status` shows the mailbox's state.",
+			p.cfg.Key(), err))
+	}
+}
+
+// stateEvery bounds how often an unchanged state is written (its last success time).
+const stateEvery = 10 * time.Second
+
+// writeState records the state for `status`, now when it changed, else at most every
+// stateEvery. It is best effort: a store that cannot take it fails the next commit too.
+func (p *Poller) writeState(changed bool) {
+	if !changed && time.Since(p.stateWritten) < stateEvery {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.store.RecordMailbox(ctx, p.state); err != nil {
+		p.log.Warn("could not record mailbox state", "err", err)
+		return
+	}
+	p.stateWritten = time.Now()
+	p.state.LastError, p.state.LastErrorAt = "", time.Time{} // written; keep it unless a new one comes
+}
