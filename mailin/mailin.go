@@ -15,6 +15,7 @@ const (
 	PathLMTP   = "lmtp"
 	PathPipe   = "pipe"
 	PathImport = "import"
+	PathShell  = "shell" // `replydesk reply` and `note`: an agent at the command line
 )
 
 // Envelope is what the transport knew about a message besides its bytes.

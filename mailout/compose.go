@@ -25,6 +25,7 @@ import (
 type Draft struct {
 	From, FromName string
 	To             []*mail.Address
+	Cc             []*mail.Address
 	ReplyTo        string // the reply address carrying the token
 	Subject        string
 	InReplyTo      string   // the message answered (without brackets)
@@ -64,6 +65,17 @@ func Compose(d Draft) ([]byte, string, error) {
 	h.SetDate(orNow(d.Date))
 	h.SetAddressList("From", []*gomail.Address{{Name: safeText(d.FromName), Address: from}})
 	h.SetAddressList("To", to)
+	if len(d.Cc) > 0 {
+		var cc []*gomail.Address
+		for _, a := range d.Cc {
+			addr, err := checkAddress(a.Address)
+			if err != nil {
+				return nil, "", fmt.Errorf("Cc: %w", err)
+			}
+			cc = append(cc, &gomail.Address{Name: safeText(a.Name), Address: addr})
+		}
+		h.SetAddressList("Cc", cc)
+	}
 	if d.ReplyTo != "" {
 		rt, err := checkAddress(d.ReplyTo)
 		if err != nil {

@@ -75,9 +75,33 @@ var agentCommands = []string{"#note <text>", "#status open|pending|resolved", "#
 // any of them may reply through): one mail to sign instead of one per agent, and each
 // agent sees who else was told.
 func (r *Responder) Decide(f threads.Filed) ([]threads.Intent, error) {
-	if !f.Live || f.Auto || f.Kind != "customer" || (f.Event != "opened" && f.Event != "customer_reply") {
+	if !f.Live || f.Auto {
 		return nil, nil
 	}
+	var out []threads.Intent
+	if f.Notice != "" {
+		out = append(out, r.notice(f)...)
+	}
+	switch {
+	case f.Kind == "agent" && f.Event == "agent_reply":
+		if _, why := Recipient(f.Ticket.Customer); why != "" {
+			f.Notice, f.NoticeTo, f.Lines = "undeliverable", nil, []string{f.Ticket.Customer + ": " + why}
+			return append(out, r.notice(f)...), nil
+		}
+		if f.Bouncing {
+			f.Notice, f.NoticeTo, f.Lines = "undeliverable", nil, []string{f.Ticket.Customer + ": earlier mail to this address bounced; this reply was sent anyway"}
+			out = append(out, r.notice(f)...)
+		}
+		return append(out, r.relay(f)), nil
+	case f.Kind == "customer" && (f.Event == "opened" || f.Event == "customer_reply"):
+		mail, err := r.decideCustomer(f)
+		return append(out, mail...), err
+	}
+	return out, nil
+}
+
+// decideCustomer: the confirmation (or ask for details) and the agents' notification.
+func (r *Responder) decideCustomer(f threads.Filed) ([]threads.Intent, error) {
 	log := r.log().With("ticket", f.Ticket.ID, "message_id", f.Message.MessageID)
 	// Decide first, snapshot after: most mail under load (a sender past its limit, a
 	// queue without agents) causes nothing, and should cost nothing.
@@ -124,15 +148,93 @@ func (r *Responder) Decide(f threads.Filed) ([]threads.Intent, error) {
 }
 
 // intentData is what Compose needs to write one mail, snapshotted when it is decided
-// (the text of the message it is about is read back from the store instead).
+// (the text of the message it is about is read back from the store instead, except for
+// what an agent relays or is told, which is part of the decision).
 type intentData struct {
 	Template  string
-	To        []*mail.Address
+	To, Cc    []*mail.Address
 	Token     string
 	MessageID string
 	Ticket    threads.TicketInfo
 	Message   threads.MessageInfo
 	Earlier   []threads.Ticket
+	AgentName string   `json:",omitempty"`
+	Relay     string   `json:",omitempty"` // agent_reply: the agent's text
+	Notice    string   `json:",omitempty"` // agent_notice
+	Lines     []string `json:",omitempty"`
+}
+
+// relay is the agent's reply to the customer: from the support address under the
+// agent's name, to the customer and the people they copied, continuing the customer's
+// own thread, with the customer's reply token. Not an auto-reply: it is a person's
+// answer, with our address as envelope sender so a bounce comes back and the agent is
+// told.
+func (r *Responder) relay(f threads.Filed) threads.Intent {
+	to := []*mail.Address{{Address: f.Ticket.Customer}}
+	var cc []*mail.Address
+	var ccAddrs []string
+	for _, a := range f.Cc {
+		if addr, why := Recipient(a); why == "" && !r.isOurs(addr) {
+			cc, ccAddrs = append(cc, &mail.Address{Address: addr}), append(ccAddrs, addr)
+		}
+	}
+	in := r.intent(f, nil, "agent_reply", to, f.Ticket.CustomerToken)
+	var d intentData
+	json.Unmarshal(in.Data, &d)
+	d.Cc, d.Relay, d.AgentName = cc, f.Relay, r.agentName(f.Agent)
+	d.Message.MessageID, d.Message.References = f.Thread.InReplyTo, f.Thread.References
+	in.Data, _ = json.Marshal(d)
+	in.Auto, in.EnvelopeFrom = false, in.From
+	in.To = append(in.To, ccAddrs...)
+	return in
+}
+
+// notice tells agents something about their reply or their ticket (agent_notice); nil
+// when there is nobody to tell.
+func (r *Responder) notice(f threads.Filed) []threads.Intent {
+	who := f.NoticeTo
+	switch {
+	case len(who) > 0:
+	case f.Notice == "note" || f.Agent == "":
+		// An internal note, or a forged use of a team token: the ticket's agents.
+		for _, a := range r.agentsFor(f.Ticket) {
+			if !strings.EqualFold(a.Email, f.Agent) {
+				who = append(who, a.Email)
+			}
+		}
+	default:
+		who = []string{f.Agent}
+	}
+	if len(who) == 0 {
+		return nil
+	}
+	var to []*mail.Address
+	for _, a := range who {
+		to = append(to, &mail.Address{Name: r.agentName(a), Address: a})
+	}
+	token := r.tokens.Team(f.Ticket.ID)
+	if len(who) == 1 {
+		token = r.tokens.Agent(f.Ticket.ID, who[0])
+	}
+	in := r.intent(f, nil, "agent_notice", to, token)
+	var d intentData
+	json.Unmarshal(in.Data, &d)
+	d.Notice, d.Lines = f.Notice, f.Lines
+	if f.Notice == "note" {
+		d.Relay = f.Relay // the note's text
+	}
+	in.Data, _ = json.Marshal(d)
+	return []threads.Intent{in}
+}
+
+// agentName is the configured name of an agent, else the address.
+func (r *Responder) agentName(addr string) string {
+	for _, a := range r.cfg.Agents {
+		if strings.EqualFold(a.Email, addr) && a.Name != "" {
+			return a.Name
+		}
+	}
+	return addr
 }
 
 // intent records one mail to write; its Message-ID is chosen now.
@@ -151,9 +253,10 @@ func (r *Responder) intent(f threads.Filed, earlier []threads.Ticket, name strin
 	for _, a := range to {
 		in.To = append(in.To, a.Address)
 	}
-	if name == "notification" {
+	switch name {
+	case "notification", "agent_notice":
 		in.EnvelopeFrom = support // agents' servers may bounce to us; customers' never do
-	} else {
+	default:
 		in.Auto = true
 	}
 	return in
@@ -177,12 +280,19 @@ func (r *Responder) Compose(c threads.ToCompose) (threads.Composed, error) {
 	lang := templates.Language(f.Message.ContentLanguage, known, f.Message.Subject+"\n"+f.Message.Text, r.cfg.DefaultLanguage)
 	draft := Draft{AutoReply: true}
 	renderLang := lang
-	if d.Template == "notification" {
+	switch d.Template {
+	case "notification", "agent_notice":
 		draft = Draft{AutoGenerated: true}
 		renderLang = r.cfg.DefaultLanguage // agents read the helpdesk's language; the ticket keeps the customer's
+	case "agent_reply":
+		draft = Draft{Cc: d.Cc, FromName: d.AgentName + " (" + r.cfg.Helpdesk + ")"}
+		f.Message.Text = d.Relay
+	}
+	if d.Template == "agent_notice" && d.Notice == "note" {
+		f.Message.Text = d.Relay
 	}
 	draft.MessageID = d.MessageID
-	m, err := r.mail(f, d.Earlier, d.Template, renderLang, d.To, d.Token, draft)
+	m, err := r.mail(f, d.Earlier, d.Template, renderLang, d.To, d.Token, draft, d)
 	if err != nil {
 		return threads.Composed{}, fmt.Errorf("%s for #%d: %w", d.Template, f.Ticket.ID, err)
 	}
@@ -346,15 +456,20 @@ func (r *Responder) data(f threads.Filed, earlierTickets []threads.Ticket, lang,
 
 // mail renders template name in lang, composes it as a reply to the filed message (kind
 // holds AutoReply or AutoGenerated and the Message-ID) and signs it.
-func (r *Responder) mail(f threads.Filed, earlier []threads.Ticket, name, lang string, to []*mail.Address, token string, kind Draft) (threads.Composed, error) {
+func (r *Responder) mail(f threads.Filed, earlier []threads.Ticket, name, lang string, to []*mail.Address, token string, kind Draft, in intentData) (threads.Composed, error) {
 	t := f.Ticket
-	rendered, err := r.tpl.Render(name, lang, r.data(f, earlier, lang, token))
+	data := r.data(f, earlier, lang, token)
+	data.AgentName, data.Notice, data.Lines = in.AgentName, in.Notice, in.Lines
+	rendered, err := r.tpl.Render(name, lang, data)
 	if err != nil {
 		return threads.Composed{}, err
 	}
 	support := r.supportAddress(t)
 	d := kind
-	d.From, d.FromName, d.To, d.ReplyTo = support, r.cfg.Helpdesk, to, tokenAddress(support, token)
+	if d.FromName == "" {
+		d.FromName = r.cfg.Helpdesk
+	}
+	d.From, d.To, d.ReplyTo = support, to, tokenAddress(support, token)
 	d.Subject, d.InReplyTo, d.References, d.Language = rendered.Subject, f.Message.MessageID, f.Message.References, lang
 	d.ThreadTopic, d.ThreadSeed, d.ThreadStart = t.Subject, fmt.Sprint(t.ID), t.Created
 	d.Text, d.HTML = rendered.Text, rendered.HTML

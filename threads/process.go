@@ -354,6 +354,9 @@ func (s *Store) fileOne(tx *sql.Tx, m *pending) (*filing, error) {
 	if err := s.placeInTicket(tx, f); err != nil {
 		return f, err
 	}
+	if err := s.alertAgents(tx, f); err != nil {
+		return f, err
+	}
 	merges, err := s.mergesDue(tx, f)
 	if err != nil {
 		return f, err
@@ -380,9 +383,10 @@ type filing struct {
 	routing routing
 	ticket  int64
 	event   string
-	queued  int      // outbound mails queued by the Responder
-	row     int64    // the stored message
-	stored  []string // its notes as stored
+	queued  int       // outbound mails queued by the Responder
+	row     int64     // the stored message
+	stored  []string  // its notes as stored
+	act     *agentAct // an agent's reply: what it does; or what an agent is told
 }
 
 // messageDate is the Date header, unless it is missing or in the future.
@@ -416,8 +420,11 @@ func (s *Store) placeInTicket(tx *sql.Tx, f *filing) error {
 		f.event = "auto_mail"
 		_, err = tx.Stmt(s.sql.touchTicket).Exec(now, f.ticket)
 	case "agent":
+		// What an agent's reply does to the ticket depends on its commands (agentActs).
 		f.event = "agent_reply"
-		_, err = tx.Stmt(s.sql.agentReplied).Exec(now, f.routing.agent, f.ticket)
+		if _, err = tx.Stmt(s.sql.touchTicket).Exec(now, f.ticket); err == nil {
+			err = s.agentActs(tx, f)
+		}
 	default:
 		f.event = "customer_reply"
 		_, err = tx.Stmt(s.sql.customerReplied).Exec(now, f.ticket)
@@ -504,7 +511,7 @@ func (s *Store) addParticipants(tx *sql.Tx, f *filing) error {
 	}
 	role := "cc"
 	switch {
-	case f.kind == "agent":
+	case f.kind == "agent" || f.kind == "note":
 		role = "agent"
 	case f.event == "opened":
 		role = "customer"

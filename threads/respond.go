@@ -69,6 +69,25 @@ type Filed struct {
 	Note func(string)
 	// Auto-replies already sent to this sender and on this ticket, for the rate limits.
 	RecentToSender, TodayToSender, RecentOnTicket, TodayOnTicket int
+
+	// An agent's reply (Kind agent or note): who acted, the text to relay to the customer
+	// (Event agent_reply), the customer's conversation to continue, and whom they copied.
+	Agent  string
+	Relay  string
+	Thread Thread
+	Cc     []string
+	// What to tell agents besides (agent_notice): command_error, forged, undeliverable,
+	// collision, note; to whom (the acting agent when empty); the details, one per line.
+	Notice   string
+	NoticeTo []string
+	Lines    []string
+}
+
+// Thread is the customer's conversation an agent's reply continues: the customer's
+// latest message, and the references of that message.
+type Thread struct {
+	InReplyTo  string
+	References []string
 }
 
 // TicketInfo is the ticket as it stands after filing.
@@ -181,6 +200,24 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 	}
 	customer, id := t.Customer, t.ID
 	ev.Earlier = func() ([]Ticket, error) { return s.earlierTickets(tx, customer, id) }
+	if f.act != nil {
+		ev.Relay, ev.Notice, ev.NoticeTo, ev.Lines = f.act.relay, f.act.notice, f.act.noticeTo, f.act.lines
+	}
+	if f.kind == "agent" || f.kind == "note" {
+		ev.Agent = f.routing.agent
+		if ev.Thread, err = s.customerThread(tx, id); err != nil {
+			return ev, err
+		}
+		if ev.Cc, err = s.copied(tx, id); err != nil {
+			return ev, err
+		}
+		// The agent's reply goes to the customer: it is the customer's address that may
+		// bounce.
+		if err := tx.Stmt(s.sql.isBouncing).QueryRow(strings.ToLower(customer)).Scan(&bouncing); err != nil {
+			return ev, err
+		}
+		ev.Bouncing = bouncing > 0
+	}
 	return ev, nil
 }
 

@@ -14,8 +14,9 @@ type routing struct {
 	matchedBy string // token, headers, subject, new
 	flags     []string
 	notes     []string
-	follows   int64  // a new ticket that follows up this resolved one
-	agent     string // the agent, when an agent token and the From address agree
+	follows   int64     // a new ticket that follows up this resolved one
+	agent     string    // the agent, when an agent token, the From address and the MTA's checks agree
+	alert     *agentAct // an agent token used by someone it does not pass for: whom to tell
 }
 
 func (r *routing) note(format string, a ...any) { r.notes = append(r.notes, fmt.Sprintf(format, a...)) }
@@ -56,6 +57,14 @@ func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 		r.ticket, r.matchedBy = tokTicket, "token"
 		if hdrTicket != 0 && hdrTicket != tokTicket {
 			r.note("conflict: the reply token names #%d, the reply headers #%d; filed by the token", tokTicket, hdrTicket)
+			if r.agent != "" {
+				// An agent's token replayed onto another conversation: never relayed.
+				r.flags = append(r.flags, "agent_check_failed")
+				r.note("agent_check_failed: the agent token names #%d, but the mail answers #%d", tokTicket, hdrTicket)
+				r.alert = &agentAct{notice: "forged", noticeTo: []string{r.agent},
+					lines: []string{fmt.Sprintf("the reply address of ticket #%d was used on a reply to ticket #%d's mail", tokTicket, hdrTicket)}}
+				r.agent = ""
+			}
 		}
 	case hdrTicket != 0:
 		r.ticket, r.matchedBy = hdrTicket, "headers"
@@ -105,18 +114,49 @@ func (s *Store) tokenTicket(tx *sql.Tx, m *pending, r *routing) (int64, error) {
 			return 0, err
 		}
 		if claim.Agent != "" {
-			if agent := s.agentByHash(claim.Agent); agent != "" && strings.EqualFold(agent, p.From) {
-				r.agent = agent
-			} else if claim.Agent == TeamHash && s.isAgent(p.From) {
-				r.agent = strings.ToLower(p.From)
-			} else {
-				r.flags = append(r.flags, "agent_unverified")
-				r.note("an agent reply token arrived from %s, who is not that agent: not treated as an agent's reply", orUnknown(p.From))
-			}
+			s.checkAgent(m, claim, r)
 		}
 		return claim.Ticket, nil
 	}
 	return 0, nil
+}
+
+// checkAgent decides whether a message with a valid agent token is that agent's reply
+// (SPEC §6): its From must be the agent the token names (any configured agent, for a
+// team token), and where our MTA added Authentication-Results from a trusted authserv-id,
+// DKIM or DMARC must have passed for the From domain. Otherwise the message is flagged,
+// never treated as an agent's, and the agent is to be told (r.alert).
+func (s *Store) checkAgent(m *pending, claim TokenClaim, r *routing) {
+	p := m.parsed
+	named := s.agentByHash(claim.Agent)
+	switch {
+	case named != "" && strings.EqualFold(named, p.From):
+	case claim.Agent == TeamHash && s.isAgent(p.From):
+		named = strings.ToLower(p.From)
+	default:
+		r.flags = append(r.flags, "forged_agent")
+		r.note("forged_agent: an agent reply token arrived from %s, who is not that agent: not treated as an agent's reply", orUnknown(p.From))
+		r.alert = &agentAct{notice: "forged", lines: []string{fmt.Sprintf("From: %s (not the agent this reply address belongs to)", orUnknown(p.From))}}
+		if named != "" {
+			r.alert.noticeTo = []string{named}
+		}
+		return
+	}
+	if len(s.cfg.TrustedAuthservIDs) > 0 {
+		checked, pass, reason := AuthVerdict(p.Header.Values("Authentication-Results"), s.cfg.TrustedAuthservIDs, domainPart(p.From))
+		if checked && !pass {
+			r.flags = append(r.flags, "agent_check_failed")
+			r.note("agent_check_failed: %s", reason)
+			r.alert = &agentAct{notice: "forged", noticeTo: []string{named},
+				lines: []string{fmt.Sprintf("From: %s, but %s", p.From, reason)}}
+			return
+		}
+	}
+	r.agent = named
+}
+
+func domainPart(addr string) string {
+	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
 }
 
 // headerTicket finds the ticket of any message named in In-Reply-To/References (newest

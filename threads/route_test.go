@@ -258,7 +258,7 @@ func TestRouting(t *testing.T) {
 			deliver(t, s, "parent.eml", customer)
 			deliver(t, s, "team-token-stranger.eml", "mallory@evil.example")
 			_, m := filed(t, s, "team-forged@evil.example")
-			if m.Kind == "agent" || !contains(m.Flags, "agent_unverified") {
+			if m.Kind == "agent" || !contains(m.Flags, "forged_agent") {
 				t.Fatalf("a stranger's reply through a team token: %+v", m)
 			}
 			deliver(t, s, "team-agent-reply.eml", "ana@example.test")
@@ -333,7 +333,7 @@ func TestRouting(t *testing.T) {
 			deliver(t, s, "parent.eml", customer)
 			deliver(t, s, "fake-agent.eml", "mallory@evil.example")
 			tk, m := filed(t, s, "fake-agent@evil.example")
-			if m.Kind != "customer" || !contains(m.Flags, "agent_unverified") || tk.Assignee != "" {
+			if m.Kind != "customer" || !contains(m.Flags, "forged_agent") || tk.Assignee != "" {
 				t.Fatalf("ticket %+v message %+v", tk, m)
 			}
 		},

@@ -34,32 +34,38 @@ func (s *Store) SetTicket(ctx context.Context, id int64, changes map[string]stri
 		if !exists {
 			return fmt.Errorf("ticket #%d: %w", id, ErrNoTicket)
 		}
-		fields := make([]string, 0, len(changes))
-		for f := range changes {
-			fields = append(fields, f)
-		}
-		sort.Strings(fields)
-		for _, f := range fields {
-			v := changes[f]
-			// The column name comes from validateChanges' fixed list, never from input.
-			if _, err := tx.Exec(`UPDATE tickets SET `+f+` = ?, updated = ? WHERE id = ?`, v, now.Unix(), id); err != nil {
-				return err
-			}
-			if f == "status" {
-				var resolved any
-				if v == "resolved" {
-					resolved = now.Unix()
-				}
-				if _, err := tx.Exec(sqlSetResolvedAt, resolved, id); err != nil {
-					return err
-				}
-			}
-			if err := s.addEvent(tx, id, now, actor, "set", f+"="+v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.applyChanges(tx, id, changes, actor, now)
 	})
+}
+
+// applyChanges makes validated changes in the caller's transaction, each recorded in the
+// ticket's history with who made it (SetTicket, an agent's #commands).
+func (s *Store) applyChanges(tx *sql.Tx, id int64, changes map[string]string, actor string, now time.Time) error {
+	fields := make([]string, 0, len(changes))
+	for f := range changes {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	for _, f := range fields {
+		v := changes[f]
+		// The column name comes from validateChanges' fixed list, never from input.
+		if _, err := tx.Exec(`UPDATE tickets SET `+f+` = ?, updated = ? WHERE id = ?`, v, now.Unix(), id); err != nil {
+			return err
+		}
+		if f == "status" {
+			var resolved any
+			if v == "resolved" {
+				resolved = now.Unix()
+			}
+			if _, err := tx.Exec(sqlSetResolvedAt, resolved, id); err != nil {
+				return err
+			}
+		}
+		if err := s.addEvent(tx, id, now, actor, "set", f+"="+v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func validateChanges(changes map[string]string) error {

@@ -85,21 +85,27 @@ const (
 		coalesce((SELECT m.ticket_id FROM messages m WHERE m.inbox_id = i.id), 0), substr(i.raw, 1, ?2) FROM inbox i WHERE i.id = ?1`
 	sqlClaimAlert = `INSERT INTO alerts (kind, last_sent) VALUES (?1, ?2)
 		ON CONFLICT (kind) DO UPDATE SET last_sent = excluded.last_sent WHERE last_sent <= ?3`
-	sqlSetMessageNotes  = `UPDATE messages SET notes = ? WHERE id = ?`
-	sqlOutboxRaw        = `SELECT raw, status FROM outbox WHERE id = ?`
-	sqlCountFileAttempt = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
-	sqlSetAside         = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
-	sqlIntakeError      = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
-	sqlIntakeListen     = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
-	sqlCountMalformed   = `SELECT count(*) FROM messages WHERE malformed = 1`
-	sqlCountAccepted    = `SELECT count(*) FROM inbox`
-	sqlCountUnprocessed = `SELECT count(*) FROM inbox WHERE processed = 0`
-	sqlRawMessage       = `SELECT raw FROM inbox WHERE id = ?`
-	sqlIntakeStatus     = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
-	sqlTicketCounts     = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
-	sqlMalformedList    = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
-	sqlTicketColumns    = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
-	sqlMessagesOfTicket = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
+	sqlSetMessageNotes   = `UPDATE messages SET notes = ? WHERE id = ?`
+	sqlOutboxRaw         = `SELECT raw, status FROM outbox WHERE id = ?`
+	sqlNotificationSent  = `SELECT id FROM messages WHERE message_id = ? AND ticket_id = ? AND direction = 'out' ORDER BY id LIMIT 1`
+	sqlOtherAgentReplied = `SELECT m.from_addr, m.date FROM messages m WHERE m.ticket_id = ?1 AND m.direction = 'in' AND m.kind = 'agent'
+		AND m.id > ?2 AND m.from_addr <> ?3 AND m.flags NOT LIKE '%command_error%' ORDER BY m.id LIMIT 1`
+	sqlCustomerLatest = `SELECT m.message_id, coalesce((SELECT group_concat(r.ref, char(10)) FROM refs r WHERE r.message_row = m.id), '')
+		FROM messages m WHERE m.ticket_id = ? AND m.direction = 'in' AND m.kind = 'customer' AND m.message_id <> '' ORDER BY m.id DESC LIMIT 1`
+	sqlCopiedParticipants = `SELECT address FROM participants WHERE ticket_id = ? AND role = 'cc' ORDER BY address`
+	sqlCountFileAttempt   = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
+	sqlSetAside           = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
+	sqlIntakeError        = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
+	sqlIntakeListen       = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
+	sqlCountMalformed     = `SELECT count(*) FROM messages WHERE malformed = 1`
+	sqlCountAccepted      = `SELECT count(*) FROM inbox`
+	sqlCountUnprocessed   = `SELECT count(*) FROM inbox WHERE processed = 0`
+	sqlRawMessage         = `SELECT raw FROM inbox WHERE id = ?`
+	sqlIntakeStatus       = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
+	sqlTicketCounts       = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
+	sqlMalformedList      = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
+	sqlTicketColumns      = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
+	sqlMessagesOfTicket   = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
 		coalesce(m.text, m.body), m.body, m.attachments, m.matched_by, m.flags, m.notes, coalesce(m.inbox_id, 0),
 		coalesce(m.delivery_status, ''), m.delivery_error, coalesce(o.attempts, 0), o.next_attempt, coalesce(o.id, 0)
 		FROM messages m LEFT JOIN outbox o ON o.message_row = m.id WHERE m.ticket_id = ? ORDER BY m.date, m.id`
@@ -122,6 +128,8 @@ type prepared struct {
 	setMessageNotes, composedMail, composeFailed                *sql.Stmt
 	composedMessage, composedLanguage                           *sql.Stmt
 	outboxDone, outboxMessageStatus, outboxRetry, outboxTicket  *sql.Stmt
+	// agents' replies (agent.go)
+	notificationSent, otherAgentReplied, customerLatest, copiedParticipants *sql.Stmt
 }
 
 func prepare(db *sql.DB) (*prepared, error) {
@@ -151,6 +159,8 @@ func prepare(db *sql.DB) (*prepared, error) {
 		{&p.composedLanguage, sqlComposedLanguage},
 		{&p.outboxDone, sqlOutboxDone}, {&p.outboxMessageStatus, sqlOutboxMessageStatus},
 		{&p.outboxRetry, sqlOutboxRetry}, {&p.outboxTicket, sqlOutboxTicket},
+		{&p.notificationSent, sqlNotificationSent}, {&p.otherAgentReplied, sqlOtherAgentReplied},
+		{&p.customerLatest, sqlCustomerLatest}, {&p.copiedParticipants, sqlCopiedParticipants},
 	} {
 		st, err := db.Prepare(s.sql)
 		if err != nil {

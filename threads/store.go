@@ -49,9 +49,13 @@ type Config struct {
 	MaxDBBytes int64
 	// Secret signs reply tokens; when empty, LoadOrCreateSecret's key in DataDir is used.
 	Secret     []byte
-	Agents     []string                 // agent addresses
-	ReopenDays int                      // a reply to a ticket resolved longer ago opens a new one
-	SLA        map[string]time.Duration // first-response target per category (DefaultSLA fills gaps)
+	Agents     []string          // agent addresses
+	AgentNames map[string]string // lower-cased agent address -> name (#assign by name)
+	// TrustedAuthservIDs: Authentication-Results from these authserv-ids (added by our
+	// own MTA) must show DKIM or DMARC passing for an agent's reply to count as theirs.
+	TrustedAuthservIDs []string
+	ReopenDays         int                      // a reply to a ticket resolved longer ago opens a new one
+	SLA                map[string]time.Duration // first-response target per category (DefaultSLA fills gaps)
 }
 
 // Address is one configured support address.

@@ -39,6 +39,9 @@ type helpdeskTable struct {
 	ReopenDays      int    `toml:"reopen_days"`
 	Operator        string `toml:"operator"`
 	MaxDBBytes      int64  `toml:"max_db_bytes"`
+	// authserv-ids of our own MTA: its Authentication-Results must show DKIM or DMARC
+	// passing for an agent's reply to count as the agent's.
+	TrustedAuthservIDs []string `toml:"trusted_authserv_ids"`
 }
 
 type addressTable struct {
@@ -66,17 +69,6 @@ type smtpTable struct {
 	JunkCommandLimit int      `toml:"junk_command_limit"`
 	StressPercent    int      `toml:"stress_percent"`
 	StressTimeout    duration `toml:"stress_timeout"`
-}
-
-type imapTable struct {
-	Server           string   `toml:"server"`
-	TLS              string   `toml:"tls"`
-	Username         string   `toml:"username"`
-	Password         string   `toml:"password"`
-	PasswordFile     string   `toml:"password_file"`
-	Mailbox          string   `toml:"mailbox"`
-	ProcessedMailbox string   `toml:"processed_mailbox"`
-	PollInterval     duration `toml:"poll_interval"`
 }
 
 type outboundTable struct {
@@ -292,21 +284,7 @@ func (c fileConfig) validate() []problem {
 	}
 	ps = append(ps, c.SMTP.validate()...)
 	ps = append(ps, c.validateOutbound()...)
-	for i, im := range c.IMAP {
-		key := fmt.Sprintf("imap[%d]", i)
-		if _, _, err := net.SplitHostPort(im.Server); err != nil {
-			add(key+".server", "must be host:port")
-		}
-		if !oneOf(im.TLS, "", "implicit", "starttls", "none") {
-			add(key+".tls", "must be implicit, starttls or none")
-		}
-		if im.Username == "" {
-			add(key+".username", "must not be empty")
-		}
-		if im.Password != "" && im.PasswordFile != "" {
-			add(key+".password", "set password or password_file, not both")
-		}
-	}
+	ps = append(ps, c.validateIMAP()...) // imap.go
 	for i, a := range c.Agent {
 		if !validAddress(a.Email) {
 			add(fmt.Sprintf("agent[%d].email", i), "%q is not an email address", a.Email)

@@ -53,6 +53,8 @@ var commands = map[string]command{
 	"set":          setCommand,
 	"refile":       refileCommand,
 	"backup":       backupCommand,
+	"reply":        replyCommand,
+	"note":         noteCommand,
 }
 
 func main() {

@@ -16,7 +16,7 @@ func (c fileConfig) threadsConfig() (threads.Config, error) {
 	h := c.Helpdesk
 	tc := threads.Config{
 		DataDir: h.DataDir, Name: h.Name, MaxDBBytes: h.MaxDBBytes, ReopenDays: h.ReopenDays,
-		SLA: map[string]time.Duration{},
+		SLA: map[string]time.Duration{}, AgentNames: map[string]string{}, TrustedAuthservIDs: h.TrustedAuthservIDs,
 	}
 	switch {
 	case h.Secret != "":
@@ -35,6 +35,7 @@ func (c fileConfig) threadsConfig() (threads.Config, error) {
 	}
 	for _, a := range c.Agent {
 		tc.Agents = append(tc.Agents, a.Email)
+		tc.AgentNames[strings.ToLower(a.Email)] = a.Name
 	}
 	for k, v := range c.SLA {
 		tc.SLA[k] = v.Duration
