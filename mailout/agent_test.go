@@ -334,3 +334,27 @@ func containsString(list []string, s string) bool {
 	}
 	return false
 }
+
+// A relayed reply that fails for good (the smarthost's 5xx; a bounce takes the same
+// path) is never silent: the agent who wrote it is told.
+func TestUndeliverableReplyTellsTheAgent(t *testing.T) {
+	t.Parallel()
+	d := newAgentDesk(t)
+	n := d.customerWrites()
+	got := d.deliver("ana@example.test", agentReply(t, "ana@example.test", n, "Here is your refund."))
+	relay, ok := got["agent_reply:alice@example.com"]
+	if !ok {
+		t.Fatalf("not relayed: %v", keys(got))
+	}
+	if err := d.store.MailFailed(context.Background(), relay.ID, "550 5.1.1 <alice@example.com>: no such user"); err != nil {
+		t.Fatal(err)
+	}
+	got = d.deliver("x@example.com", "From: x@example.com\r\nTo: support@example.test\r\nSubject: unrelated\r\nMessage-ID: <x@example.com>\r\n\r\nSomething else entirely.\r\n")
+	notice, ok := got["agent_notice:ana@example.test"]
+	if !ok {
+		t.Fatalf("the agent was not told: %v", keys(got))
+	}
+	if _, text, _ := parts(t, notice.Raw); !strings.Contains(text, "could not be delivered") || !strings.Contains(text, "no such user") {
+		t.Errorf("the notice does not say what happened:\n%s", text)
+	}
+}

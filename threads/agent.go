@@ -182,3 +182,38 @@ func (s *Store) alertAgents(tx *sql.Tx, f *filing) error {
 	f.act = f.routing.alert
 	return nil
 }
+
+// tellAgentUndeliverable: the mail of outbound message row (an agent's reply relayed to
+// the customer) failed for good (5xx, a bounce). The agent who wrote it is told, so a
+// reply never silently goes nowhere. Other mail: nothing to do.
+func (s *Store) tellAgentUndeliverable(tx *sql.Tx, messageRow int64, reason string) error {
+	if s.responder == nil {
+		return nil
+	}
+	var agent string
+	var ticket int64
+	err := tx.QueryRow(sqlRelayAuthor, messageRow).Scan(&agent, &ticket)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	info, err := s.ticketInfo(tx, ticket)
+	if err != nil {
+		return err
+	}
+	ev := Filed{Event: "delivery_failed", Kind: "system", Live: true, Ticket: info, Agent: agent,
+		Notice: "undeliverable", NoticeTo: []string{agent}, Lines: []string{OneLine(reason, 300)}}
+	intents, err := s.responder.Decide(ev)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, in := range intents {
+		if err := s.queueIntent(tx, ticket, 0, now, in); err != nil {
+			return err
+		}
+	}
+	return nil // the composer finds the notice on its next poll
+}

@@ -47,6 +47,9 @@ func (s *Store) fileBounce(tx *sql.Tx, f *filing) (bool, error) {
 		if _, err := tx.Stmt(s.sql.markOutboundFailed).Exec(reason, row); err != nil {
 			return false, err
 		}
+		if err := s.tellAgentUndeliverable(tx, row, reason); err != nil {
+			return false, err
+		}
 		for _, a := range failed {
 			if _, err := tx.Stmt(s.sql.addBouncing).Exec(strings.ToLower(a), f.m.received.Unix(), reason); err != nil {
 				return false, err

@@ -119,8 +119,11 @@ func (s *Store) MailFailed(ctx context.Context, id int64, reason string) error {
 		if _, err := tx.Stmt(s.sql.outboxMessageStatus).Exec("failed", reason, id); err != nil {
 			return err
 		}
-		var ticket int64
-		if err := tx.Stmt(s.sql.outboxTicket).QueryRow(id).Scan(&ticket); err != nil {
+		var ticket, row int64
+		if err := tx.Stmt(s.sql.outboxTicket).QueryRow(id).Scan(&ticket, &row); err != nil {
+			return err
+		}
+		if err := s.tellAgentUndeliverable(tx, row, reason); err != nil {
 			return err
 		}
 		return s.addEvent(tx, ticket, now, "replydesk", "delivery_failed", reason)

@@ -169,20 +169,11 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 		Message: MessageInfo{From: p.From, FromName: p.FromName, MessageID: p.MessageID, Subject: p.Subject,
 			Text: newOrBody(p), References: p.References, To: p.To, Cc: p.Cc, ContentLanguage: p.Header.Get("Content-Language")}}
 	ev.Flags = append(append([]string{}, f.routing.flags...), f.flags...)
-	t := &ev.Ticket
-	var due sql.NullInt64
-	var created int64
-	err := tx.Stmt(s.sql.ticketForResponse).QueryRow(f.ticket).Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category,
-		&t.Customer, &t.Assignee, &t.Language, &created, &due)
-	if err != nil {
+	var err error
+	if ev.Ticket, err = s.ticketInfo(tx, f.ticket); err != nil {
 		return ev, err
 	}
-	t.Created = unixUTC(created)
-	if due.Valid {
-		d := unixUTC(due.Int64)
-		t.Due = &d
-	}
-	t.CustomerToken = s.tokens.Customer(t.ID)
+	t := &ev.Ticket
 	t.RecipientTo = s.supportAddressOf(f.m)
 	from, key := strings.ToLower(p.From), AutoReplyKey(p.From)
 	now := f.m.received.Unix()
@@ -219,6 +210,28 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 		ev.Bouncing = bouncing > 0
 	}
 	return ev, nil
+}
+
+// ticketInfo is a ticket as the Responder sees it.
+func (s *Store) ticketInfo(tx *sql.Tx, id int64) (TicketInfo, error) {
+	var t TicketInfo
+	var due sql.NullInt64
+	var created int64
+	err := tx.Stmt(s.sql.ticketForResponse).QueryRow(id).Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category,
+		&t.Customer, &t.Assignee, &t.Language, &created, &due)
+	if err != nil {
+		return t, err
+	}
+	t.Created = unixUTC(created)
+	if due.Valid {
+		d := unixUTC(due.Int64)
+		t.Due = &d
+	}
+	t.CustomerToken = s.tokens.Customer(t.ID)
+	if len(s.cfg.Addresses) > 0 {
+		t.RecipientTo = s.cfg.Addresses[0].Email
+	}
+	return t, nil
 }
 
 func (s *Store) earlierTickets(tx *sql.Tx, customer string, except int64) ([]Ticket, error) {

@@ -66,7 +66,7 @@ const (
 	sqlOutboxDone          = `UPDATE outbox SET status = ?, done_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?`
 	sqlOutboxRetry         = `UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?`
 	sqlOutboxMessageStatus = `UPDATE messages SET delivery_status = ?, delivery_error = ? WHERE id = (SELECT message_row FROM outbox WHERE id = ?)`
-	sqlOutboxTicket        = `SELECT ticket_id FROM outbox WHERE id = ?`
+	sqlOutboxTicket        = `SELECT ticket_id, message_row FROM outbox WHERE id = ?`
 	sqlOutboxCounts        = `SELECT coalesce(sum(status = 'queued' AND attempts = 0), 0), coalesce(sum(status = 'queued' AND attempts > 0), 0), coalesce(sum(status = 'failed'), 0), coalesce(sum(status = 'sent'), 0), coalesce(sum(status = 'compose'), 0) FROM outbox`
 	sqlMarkQueued          = `UPDATE messages SET delivery_status = 'queued' WHERE id = ?`
 	sqlSetResolvedAt       = `UPDATE tickets SET resolved_at = ? WHERE id = ?`
@@ -93,19 +93,21 @@ const (
 	sqlCustomerLatest = `SELECT m.message_id, coalesce((SELECT group_concat(r.ref, char(10)) FROM refs r WHERE r.message_row = m.id), '')
 		FROM messages m WHERE m.ticket_id = ? AND m.direction = 'in' AND m.kind = 'customer' AND m.message_id <> '' ORDER BY m.id DESC LIMIT 1`
 	sqlCopiedParticipants = `SELECT address FROM participants WHERE ticket_id = ? AND role = 'cc' ORDER BY address`
-	sqlCountFileAttempt   = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
-	sqlSetAside           = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
-	sqlIntakeError        = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
-	sqlIntakeListen       = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
-	sqlCountMalformed     = `SELECT count(*) FROM messages WHERE malformed = 1`
-	sqlCountAccepted      = `SELECT count(*) FROM inbox`
-	sqlCountUnprocessed   = `SELECT count(*) FROM inbox WHERE processed = 0`
-	sqlRawMessage         = `SELECT raw FROM inbox WHERE id = ?`
-	sqlIntakeStatus       = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
-	sqlTicketCounts       = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
-	sqlMalformedList      = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
-	sqlTicketColumns      = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
-	sqlMessagesOfTicket   = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
+	sqlRelayAuthor        = `SELECT a.from_addr, o.ticket_id FROM outbox o JOIN messages a ON a.id = o.about_row
+		WHERE o.message_row = ? AND o.kind = 'agent_reply'`
+	sqlCountFileAttempt = `UPDATE inbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`
+	sqlSetAside         = `UPDATE inbox SET processed = 2, last_error = ?, set_aside_at = ? WHERE id = ? AND processed = 0`
+	sqlIntakeError      = `INSERT INTO intake (path, last_error, last_error_at) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at`
+	sqlIntakeListen     = `INSERT INTO intake (path, listen) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET listen = excluded.listen`
+	sqlCountMalformed   = `SELECT count(*) FROM messages WHERE malformed = 1`
+	sqlCountAccepted    = `SELECT count(*) FROM inbox`
+	sqlCountUnprocessed = `SELECT count(*) FROM inbox WHERE processed = 0`
+	sqlRawMessage       = `SELECT raw FROM inbox WHERE id = ?`
+	sqlIntakeStatus     = `SELECT path, listen, accepted, last_ok, last_error, last_error_at FROM intake ORDER BY path`
+	sqlTicketCounts     = `SELECT status, count(*) FROM tickets WHERE merged_into IS NULL GROUP BY status`
+	sqlMalformedList    = `SELECT ticket_id, coalesce(inbox_id, 0), from_addr, notes FROM messages WHERE malformed = 1 ORDER BY id DESC LIMIT ?`
+	sqlTicketColumns    = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into`
+	sqlMessagesOfTicket = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
 		coalesce(m.text, m.body), m.body, m.attachments, m.matched_by, m.flags, m.notes, coalesce(m.inbox_id, 0),
 		coalesce(m.delivery_status, ''), m.delivery_error, coalesce(o.attempts, 0), o.next_attempt, coalesce(o.id, 0)
 		FROM messages m LEFT JOIN outbox o ON o.message_row = m.id WHERE m.ticket_id = ? ORDER BY m.date, m.id`
