@@ -132,8 +132,8 @@ func TestAgentReplyReachesTheCustomer(t *testing.T) {
 		t.Errorf("envelope from %q to %v", out.MailFrom, out.Rcpts)
 	}
 	tk := d.ticket(1)
-	if tk.Status != "pending" || tk.Assignee != "ana@example.test" {
-		t.Errorf("ticket after the agent's reply: status %s, assignee %q", tk.Status, tk.Assignee)
+	if tk.Status != "pending" || tk.Assignee != "ana@example.test" || tk.FirstResponse == nil || tk.SLA != "met" {
+		t.Errorf("ticket after the agent's reply: status %s, assignee %q, first response %v (%s)", tk.Status, tk.Assignee, tk.FirstResponse, tk.SLA)
 	}
 	// The customer's next reply goes to the assignee only.
 	got = d.deliver("alice@example.com", agentReply(t, "Alice <alice@example.com>", out, "It worked, thanks!"))

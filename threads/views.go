@@ -28,6 +28,11 @@ type Ticket struct {
 	Language     string     `json:"language,omitempty"`    // the customer's, once known (en, es, pt)
 	Follows      *int64     `json:"follows,omitempty"`     // the resolved ticket this one follows up
 	MergedInto   *int64     `json:"merged_into,omitempty"` // its messages now live in this ticket
+	// FirstResponse is when an agent first answered the customer; SLA says whether that
+	// was by the due time: "met", "missed", or "" while unanswered and not yet due
+	// ("overdue" once past due).
+	FirstResponse *time.Time `json:"first_response,omitempty"`
+	SLA           string     `json:"sla,omitempty"`
 
 	// In `show` and `export` only.
 	Participants []Participant `json:"participants,omitempty"`
@@ -192,9 +197,22 @@ func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, err
 func scanTicket(r scanner) (Ticket, error) {
 	var t Ticket
 	var created, updated int64
-	var due, follows, merged sql.NullInt64
+	var due, follows, merged, first sql.NullInt64
 	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.Queue, &t.Category, &t.Priority, &t.Customer,
-		&t.Assignee, &t.MessageCount, &created, &updated, &due, &follows, &merged)
+		&t.Assignee, &t.MessageCount, &created, &updated, &due, &follows, &merged, &first)
+	if first.Valid {
+		f := unixUTC(first.Int64)
+		t.FirstResponse = &f
+	}
+	switch {
+	case !due.Valid:
+	case first.Valid && first.Int64 <= due.Int64:
+		t.SLA = "met"
+	case first.Valid:
+		t.SLA = "missed"
+	case time.Now().Unix() > due.Int64 && t.Status == "open":
+		t.SLA = "overdue"
+	}
 	if follows.Valid {
 		t.Follows = &follows.Int64
 	}

@@ -35,14 +35,14 @@ var ticketsCommand = command{
 				return printJSON(env.stdout, list)
 			}
 			tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "#\tSTATUS\tQUEUE\tCATEGORY\tMSGS\tUPDATED\tDUE\tCUSTOMER\tSUBJECT")
+			fmt.Fprintln(tw, "#\tSTATUS\tQUEUE\tCATEGORY\tMSGS\tUPDATED\tDUE\tSLA\tCUSTOMER\tSUBJECT")
 			for _, t := range list {
 				due := "-"
 				if t.Due != nil {
 					due = t.Due.Format("2006-01-02 15:04")
 				}
-				fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.Queue, t.Category,
-					t.MessageCount, t.Updated.Format("2006-01-02 15:04"), due, t.Customer, ellipsis(t.Subject, 60))
+				fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.Queue, t.Category,
+					t.MessageCount, t.Updated.Format("2006-01-02 15:04"), due, orDash(t.SLA), t.Customer, ellipsis(t.Subject, 60))
 			}
 			return tw.Flush()
 		}
@@ -140,6 +140,11 @@ func printTicket(w io.Writer, t threads.Ticket) {
 	fmt.Fprintf(w, "\ncreated %s · updated %s", t.Created.Format(time.RFC3339), t.Updated.Format(time.RFC3339))
 	if t.Due != nil {
 		fmt.Fprintf(w, " · first response due %s", t.Due.Format(time.RFC3339))
+	}
+	if t.FirstResponse != nil {
+		fmt.Fprintf(w, " · first response %s (%s)", t.FirstResponse.Format(time.RFC3339), t.SLA)
+	} else if t.SLA == "overdue" {
+		fmt.Fprint(w, " · OVERDUE")
 	}
 	if t.Follows != nil {
 		fmt.Fprintf(w, "\nfollows up #%d", *t.Follows)
