@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -16,7 +15,7 @@ import (
 )
 
 var serveCommand = command{
-	summary: "receive mail over SMTP/LMTP and file it into tickets until SIGINT/SIGTERM",
+	summary: "receive mail over SMTP/LMTP and from [[imap]] mailboxes, and file it into tickets until SIGINT/SIGTERM",
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		listen := fs.String("listen", "", "override [smtp] listen (host:port; port 0 picks one)")
 		lmtp := fs.String("lmtp", "", "override [smtp] lmtp (host:port or unix socket path)")
@@ -44,9 +43,6 @@ var serveCommand = command{
 // once, in-flight sessions get the grace period, the processor finishes its batch. A
 // second signal exits at once.
 func serve(ctx context.Context, env *cmdEnv) error {
-	if len(env.cfg.IMAP) > 0 {
-		return errors.New("[[imap]] is configured, but IMAP polling is not available in this version; remove the table or use the SMTP/LMTP listener")
-	}
 	store, err := openStore(env)
 	if err != nil {
 		return err
@@ -68,6 +64,10 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	composer.OnComposed(outbox.Wake)
 	composer.GiveWay(store.Busy)
 	store.SetResponder(responder, composer.Wake)
+	pollers, err := newPollers(env, store, alerter) // [[imap]], imap.go
+	if err != nil {
+		return err
+	}
 	srv, err := mailin.NewServer(env.cfg.mailinConfig(), store, env.log)
 	if err != nil {
 		return err
@@ -84,6 +84,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 		}
 	}
 	env.log.Info("replydesk serving", "config", env.source, "data_dir", env.cfg.Helpdesk.DataDir)
+	imapDone := runPollers(ctx, pollers)
 	procCtx, stopProc := context.WithCancel(context.Background())
 	procDone, outDone, composeDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() { defer close(procDone); store.RunProcessor(procCtx, time.Second) }()
@@ -94,6 +95,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	env.log.Info("shutting down", "grace", env.cfg.SMTP.ShutdownGrace.Duration)
 	go exitOnSecondSignal(env)
 	srv.Shutdown(context.Background())
+	imapDone()
 	stopProc()
 	<-procDone
 	<-outDone

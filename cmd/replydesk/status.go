@@ -22,8 +22,12 @@ var statusCommand = command{
 			if err != nil {
 				return err
 			}
+			mailboxes, err := store.MailboxStatus(ctx) // [[imap]], imap_status.go
+			if err != nil {
+				return err
+			}
 			if *asJSON {
-				return printJSON(env.stdout, st)
+				return printJSON(env.stdout, statusWithMailboxes{st, mailboxes})
 			}
 			w := env.stdout
 			fmt.Fprintf(w, "database %s (schema %d)\n\nintake:\n", st.Database, st.SchemaVer)
@@ -36,6 +40,7 @@ var statusCommand = command{
 					fmt.Fprintf(w, "          last error %s: %s\n", timeOrNever(in.LastErrorAt), in.LastError)
 				}
 			}
+			printMailboxes(w, mailboxes)
 			fmt.Fprintf(w, "\nmessages: %d accepted, %d not yet filed, %d set aside, %d malformed\n", st.Accepted, st.Unfiled, st.SetAsideCount, st.MalformedCount)
 			for _, a := range st.SetAside {
 				fmt.Fprintf(w, "  set aside: message %d from <%s>, %s: %s (show -inbox %d; refile %d)\n",

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
-
 	"github.com/replydesk/replydesk/mailin/imap"
 	"github.com/replydesk/replydesk/mailin/imap/imaptest"
 )
@@ -59,11 +57,7 @@ func TestXOAUTH2RefreshRotateRevoke(t *testing.T) {
 		c.Password = ""
 		c.Tokens = &imap.OAuth2{TokenURL: ts.URL, ClientID: "cid", ClientSecret: "csecret", Refresh: rs}
 	}).start()
-	appendMail := func(id string) { // straight into the server: in XOAUTH2 mode it refuses LOGIN
-		if _, err := mem.User.Append("INBOX", imapLiteral(mail(id)), &goimap.AppendOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendMail := func(id string) { mem.Deliver(t, "INBOX", mail(id)) } // in XOAUTH2 mode LOGIN is refused
 	appendMail("o1")
 	waitFor(t, "the first message", func() bool { return h.accepted() == 1 })
 	time.Sleep(4 * time.Second) // past the first token's expiry
@@ -136,12 +130,3 @@ func TestOAuth2TokenSource(t *testing.T) {
 		t.Errorf("after the disk came back: saved %q, endpoint's current %q; token %q", saved, refresh, c.Access)
 	}
 }
-
-func imapLiteral(s string) imapBytes { return imapBytes{strings.NewReader(s), int64(len(s))} }
-
-type imapBytes struct {
-	*strings.Reader
-	n int64
-}
-
-func (b imapBytes) Size() int64 { return b.n }

@@ -1,6 +1,7 @@
 package imaptest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,18 +36,28 @@ func Dial(t testing.TB, addr string) *Client {
 // Append adds raw to mailbox and returns its UID.
 func (c *Client) Append(mailbox, raw string, flags ...imap.Flag) imap.UID {
 	c.t.Helper()
+	uid, err := c.TryAppend(mailbox, raw, flags...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return uid
+}
+
+// TryAppend is Append for other goroutines than the test's: it returns the error.
+func (c *Client) TryAppend(mailbox, raw string, flags ...imap.Flag) (imap.UID, error) {
 	cmd := c.c.Append(mailbox, int64(len(raw)), &imap.AppendOptions{Flags: flags, Time: time.Now()})
 	if _, err := cmd.Write([]byte(raw)); err != nil {
-		c.t.Fatalf("append: %v", err)
+		cmd.Close()
+		return 0, fmt.Errorf("append to %s: %w", mailbox, err)
 	}
 	if err := cmd.Close(); err != nil {
-		c.t.Fatalf("append: %v", err)
+		return 0, fmt.Errorf("append to %s: %w", mailbox, err)
 	}
 	data, err := cmd.Wait()
 	if err != nil {
-		c.t.Fatalf("append to %s: %v", mailbox, err)
+		return 0, fmt.Errorf("append to %s: %w", mailbox, err)
 	}
-	return data.UID
+	return data.UID, nil
 }
 
 // Message is what a mailbox holds.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,6 +114,22 @@ func (s *MemServer) Restart(t testing.TB) {
 	}
 	s.serve(ln)
 }
+
+// Deliver puts raw into mailbox directly, as the server's own delivery would (no login:
+// in XOAUTH2 mode LOGIN is refused).
+func (s *MemServer) Deliver(t testing.TB, mailbox, raw string) {
+	t.Helper()
+	if _, err := s.User.Append(mailbox, literal{strings.NewReader(raw), int64(len(raw))}, &imap.AppendOptions{}); err != nil {
+		t.Fatalf("deliver to %s: %v", mailbox, err)
+	}
+}
+
+type literal struct {
+	*strings.Reader
+	n int64
+}
+
+func (l literal) Size() int64 { return l.n }
 
 // ExpiredCuts counts sessions cut because their XOAUTH2 token expired while open.
 func (s *MemServer) ExpiredCuts() int64 { return s.expiredCuts.Load() }
