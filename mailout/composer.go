@@ -85,7 +85,7 @@ func (c *Composer) Run(ctx context.Context) {
 // ComposeDue composes one batch of waiting intents and stores the result; it returns
 // how many it handled.
 func (c *Composer) ComposeDue(ctx context.Context) (int, error) {
-	c.giveWay(ctx)
+	giveWay(ctx, c.busy)
 	due, err := c.q.ComposeDue(ctx, composeBatch)
 	if err != nil || len(due) == 0 {
 		return 0, err
@@ -127,8 +127,9 @@ func (c *Composer) compose(in threads.ToCompose) threads.Composed {
 	return m
 }
 
-func (c *Composer) giveWay(ctx context.Context) {
-	for waited := time.Duration(0); c.busy != nil && c.busy() && waited < giveWayMax; waited += giveWayStep {
+// giveWay waits while busy() (at most giveWayMax): background work yields to senders.
+func giveWay(ctx context.Context, busy func() bool) {
+	for waited := time.Duration(0); busy != nil && busy() && waited < giveWayMax; waited += giveWayStep {
 		select {
 		case <-ctx.Done():
 			return

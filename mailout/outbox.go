@@ -40,7 +40,12 @@ type Outbox struct {
 	wake  chan struct{}
 	batch int
 	alert func(kind, subject, text string) // tells the operator (SetAlert); nil: nobody
+	busy  func() bool                      // senders wait for a commit: give way (GiveWay)
 }
+
+// GiveWay makes delivery wait, like composing, while senders wait for their commit:
+// marking mail sent shares the writer with them. Call it before Run.
+func (o *Outbox) GiveWay(busy func() bool) { o.busy = busy }
 
 // SetAlert installs the operator alert (Alerter.Alert) for mail that fails for good or
 // keeps being deferred (alertAfter attempts). Call it before Run.
@@ -115,6 +120,7 @@ func (o *Outbox) sleep(ctx context.Context) {
 func (o *Outbox) DeliverDue(ctx context.Context) (int, error) { return o.deliverDue(ctx) }
 
 func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
+	giveWay(ctx, o.busy)
 	items, err := o.q.DueMail(ctx, time.Now(), o.batch)
 	if err != nil || len(items) == 0 {
 		return 0, err

@@ -63,6 +63,7 @@ func serve(ctx context.Context, env *cmdEnv) error {
 	composer := mailout.NewComposer(store, responder, env.cfg.Outbound.Composers, env.log)
 	composer.OnComposed(outbox.Wake)
 	composer.GiveWay(store.Busy)
+	outbox.GiveWay(store.Busy)
 	store.SetResponder(responder, composer.Wake)
 	pollers, err := newPollers(env, store, alerter) // [[imap]], imap.go
 	if err != nil {
