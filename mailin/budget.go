@@ -63,6 +63,19 @@ func (b *budget) reserve(n int64, wait time.Duration) bool {
 	}
 }
 
+// room waits up to wait until n bytes (at most all of them) are free, without taking
+// them.
+func (b *budget) room(n int64, wait time.Duration) bool {
+	if b.max > 0 && n > b.max {
+		n = b.max
+	}
+	if !b.reserve(n, wait) {
+		return false
+	}
+	b.release(n)
+	return true
+}
+
 // grow takes n more bytes for a session that already holds some: at once, or, for one
 // such session at a time, waiting up to wait.
 func (b *budget) grow(n int64, wait time.Duration) bool {

@@ -641,27 +641,32 @@ func TestStressTimeouts(t *testing.T) {
 	}
 }
 
-// TestInflightBudget: with the budget held by a message in transfer, another message is
-// answered 451 4.3.1 after DATA, or 452 4.3.1 to a MAIL whose SIZE= does not fit, and
-// accepted once the budget is free. Room for SIZE= is held from MAIL to the end of the
-// transaction.
+// TestInflightBudget: with the budget held by a message in transfer, a message already
+// under way is answered 451 4.3.1 after DATA, and a new MAIL 452 4.3.1 (with SIZE=,
+// because it does not fit; without, because the largest message would not); once the
+// budget is free, mail is accepted again. Room for SIZE= is held from MAIL to the end
+// of the transaction.
 func TestInflightBudget(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, func(c *mailin.Config) {
-		c.MaxMessageBytes, c.MaxInflightBytes, c.InflightWait = 1<<20, 1<<20, 200*time.Millisecond
+		c.MaxMessageBytes, c.MaxInflightBytes, c.InflightWait = 400<<10, 1<<20, 200*time.Millisecond
 	}, nil)
+	line := strings.Repeat("a", 1022) + "\r\n"
+	body := message("second@x") + strings.Repeat(line, 200)
+	b := dial(t, ts.smtp)
+	b.startData("EHLO b.example", "support@example.test") // let in: nothing is held yet
+	waitUntil(t, "the second message to take its first chunk", func() bool { return ts.srv.Inflight() == 128<<10 })
+
 	a := dial(t, ts.smtp)
 	a.startData("EHLO a.example", "support@example.test")
 	fmt.Fprint(a.c, "Subject: big\r\nMessage-ID: <big@x>\r\n\r\n")
-	line := strings.Repeat("a", 1022) + "\r\n"
-	fmt.Fprint(a.c, strings.Repeat(line, 420)) // 420 KiB read into 64 KiB chunks: 7 of 8 budget units
-	waitUntil(t, "the first message to hold the budget", func() bool { return ts.srv.Inflight() >= 896<<10 })
+	fmt.Fprint(a.c, strings.Repeat(line, 390)) // 390 KiB into 64 KiB chunks, each holding twice its size: 7 of 8 budget units
+	waitUntil(t, "the first message to hold the budget", func() bool { return ts.srv.Inflight() == 1<<20 })
 
-	body := message("second@x") + strings.Repeat(line, 200)
-	b := dial(t, ts.smtp)
-	b.cmd("EHLO b.example", "250")
-	b.sendMail("support@example.test", body, "451 4.3.1")
+	fmt.Fprint(b.c, body+".\r\n")
+	b.expect("451 4.3.1")
 	b.cmd(fmt.Sprintf("MAIL FROM:<alice@example.com> SIZE=%d", len(body)), "452 4.3.1")
+	b.cmd("MAIL FROM:<alice@example.com>", "452 4.3.1")
 
 	fmt.Fprint(a.c, ".\r\n")
 	a.expect("250")
@@ -679,8 +684,9 @@ func TestInflightBudget(t *testing.T) {
 	b.cmd("DATA", "354")
 	fmt.Fprint(b.c, body+".\r\n")
 	b.expect("250")
-	if n := accepted(t, ts.store); n != 2 {
-		t.Fatalf("%d stored, want 2", n)
+	b.sendMail("support@example.test", message("third@x"), "250") // and without SIZE=
+	if n := accepted(t, ts.store); n != 3 {
+		t.Fatalf("%d stored, want 3", n)
 	}
 }
 

@@ -248,8 +248,13 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		size = 0 // no cap to trust the declaration against: read as it comes
 	}
 	// Room for a declared size is reserved now, so a message that cannot be taken is
-	// refused before it is sent.
+	// refused before it is sent. Without SIZE=, the message is let in only while there
+	// is room for the largest one (read in chunks, that is twice max_message_bytes):
+	// refused halfway, it would have been sent in vain.
 	if size > 0 && !ss.s.budget.reserve(size, ss.s.cfg.InflightWait) {
+		return replyNoStorage
+	}
+	if size == 0 && !ss.s.budget.room(2*ss.s.cfg.MaxMessageBytes, ss.s.cfg.InflightWait) {
 		return replyNoStorage
 	}
 	ss.mu.Lock()
