@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/textproto"
 	"strings"
@@ -25,6 +26,13 @@ type capture struct {
 	lat    []time.Duration
 	seen   map[string]bool // In-Reply-To of confirmations: a second one is a duplicate
 	dupes  int
+	// agent replies: when each was sent (by the customer message it answers), how long
+	// until the customer's copy arrived
+	opts      options
+	answered  map[string]time.Time
+	agentLat  []time.Duration
+	agentSent int
+	rng       *rand.Rand
 }
 
 type counts struct{ confirmations, notifications int }
@@ -34,7 +42,8 @@ func startCapture(addr string, c *corpus) (*capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
-	cp := &capture{corpus: c, seen: map[string]bool{}}
+	cp := &capture{corpus: c, seen: map[string]bool{}, opts: c.o, answered: map[string]time.Time{},
+		rng: rand.New(rand.NewPCG(7, 7))}
 	cp.srv = smtp.NewServer(cp)
 	cp.srv.Domain = "capture.localhost"
 	cp.srv.MaxMessageBytes = 64 << 20
@@ -67,9 +76,22 @@ func (cp *capture) record(h textproto.MIMEHeader, at time.Time) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.last = at
+	parentOf := strings.Trim(strings.TrimSpace(h.Get("In-Reply-To")), "<>")
 	switch h.Get("Auto-Submitted") {
+	case "":
+		if sent, ok := cp.answered[parentOf]; ok {
+			cp.agentLat = append(cp.agentLat, at.Sub(sent))
+			delete(cp.answered, parentOf)
+		}
 	case "auto-generated":
 		cp.got.notifications++
+		if cp.opts.agentRate > 0 && cp.rng.Float64() < cp.opts.agentRate && h.Get("Reply-To") != "" {
+			if _, busy := cp.answered[parentOf]; !busy {
+				cp.answered[parentOf] = time.Now()
+				cp.agentSent++
+				go cp.answerAsAgent(h, parentOf)
+			}
+		}
 	case "auto-replied":
 		cp.got.confirmations++
 		parent := strings.Trim(strings.TrimSpace(h.Get("In-Reply-To")), "<>")
@@ -80,6 +102,29 @@ func (cp *capture) record(h textproto.MIMEHeader, at time.Time) {
 		if m := cp.corpus.lookup(parent); m != nil {
 			cp.lat = append(cp.lat, at.Sub(m.start))
 		}
+	}
+}
+
+// answerAsAgent replies to a notification as the agent would: to its Reply-To, quoting
+// nothing, one line of text.
+func (cp *capture) answerAsAgent(h textproto.MIMEHeader, parent string) {
+	to := h.Get("Reply-To")
+	if i := strings.LastIndexByte(to, '<'); i >= 0 {
+		to = strings.Trim(to[i:], "<> ")
+	}
+	raw := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: Re: %s\r\nMessage-ID: <agent.%d.%s>\r\nIn-Reply-To: %s\r\n\r\nThanks, we are on it: a fix goes out today.\r\n",
+		cp.opts.agent, to, h.Get("Subject"), time.Now().UnixNano(), parent, h.Get("Message-Id"))
+	m := &sent{id: "agent", from: cp.opts.agent}
+	o := cp.opts
+	o.to = to
+	cl, _, err := send(nil, o, m, []byte(raw))
+	if cl != nil {
+		cl.Quit()
+	}
+	if err != nil {
+		cp.mu.Lock()
+		delete(cp.answered, parent)
+		cp.mu.Unlock()
 	}
 }
 
@@ -100,6 +145,17 @@ func (cp *capture) report(start time.Time, want counts, wait time.Duration) {
 	defer cp.mu.Unlock()
 	total := cp.last.Sub(start)
 	sortDurations(cp.lat)
+	if cp.agentSent > 0 {
+		deadline := time.Now().Add(10 * time.Second)
+		for len(cp.agentLat) < cp.agentSent && time.Now().Before(deadline) {
+			cp.mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			cp.mu.Lock()
+		}
+		sortDurations(cp.agentLat)
+		fmt.Printf("agent replies: %d sent, %d reached the customer; agent reply -> customer's copy handed to the transport p50 %s p90 %s p99 %s\n",
+			cp.agentSent, len(cp.agentLat), pct(cp.agentLat, 50), pct(cp.agentLat, 90), pct(cp.agentLat, 99))
+	}
 	fmt.Printf("end to end: confirmations %d/%d, notifications %d/%d, %d duplicates; last mail %.2fs after the start: %.0f msg/s filed and answered; mail in -> confirmation handed to the transport p50 %s p90 %s p99 %s\n",
 		cp.got.confirmations, want.confirmations, cp.got.notifications, want.notifications, cp.dupes,
 		total.Seconds(), float64(len(cp.corpus.byID))/total.Seconds(), pct(cp.lat, 50), pct(cp.lat, 90), pct(cp.lat, 99))

@@ -34,6 +34,8 @@ type options struct {
 	capture   string
 	agents    bool
 	wait      time.Duration
+	agentRate float64 // share of notifications answered as an agent
+	agent     string
 }
 
 func main() {
@@ -51,6 +53,8 @@ func main() {
 	flag.StringVar(&o.capture, "capture", "", "listen here as the smarthost serve delivers to, and measure confirmations and notifications")
 	flag.BoolVar(&o.agents, "agents", false, "with -capture: agents are configured, expect one notification per message")
 	flag.DurationVar(&o.wait, "wait", 5*time.Minute, "with -capture: how long to wait for the last mail after the load")
+	flag.Float64Var(&o.agentRate, "agent-replies", 0, "with -capture: share of notifications answered by -agent through their Reply-To; measures agent reply -> customer latency")
+	flag.StringVar(&o.agent, "agent", "ana@example.test", "the agent who answers (an [[agent]] of serve)")
 	signBound := flag.Bool("sign-bound", false, "measure RSA-2048 signatures per second on all cores and exit")
 	flag.Parse()
 	var err error
