@@ -37,8 +37,17 @@ type Draft struct {
 	ThreadSeed     string    // the ticket, for a stable Outlook Thread-Index
 	ThreadStart    time.Time // when the ticket was created
 	Text, HTML     string
+	Attachments    []Attachment // after the text, in order: multipart/mixed; none: multipart/alternative alone
 	Date           time.Time
 	MessageID      string // chosen when the mail was decided (newMessageID); "" makes one
+}
+
+// Attachment is one file a mail carries, written base64 under its own Content-Type.
+type Attachment struct {
+	Name    string // written as it is: safeFilename makes a sender's name fit
+	Type    string // a valid media type ("application/pdf")
+	Charset string // "utf-8" for text converted to UTF-8, else ""
+	Body    []byte
 }
 
 // ErrBadAddress is returned for an address we refuse to write into a header.
@@ -110,7 +119,18 @@ func Compose(d Draft) ([]byte, string, error) {
 		h.Set("Thread-Index", threadIndex(d.ThreadSeed, d.ThreadStart, orNow(d.Date)))
 	}
 	var buf bytes.Buffer
-	if err := writeAlternative(&buf, h, d.Text, d.HTML); err != nil {
+	if len(d.Attachments) == 0 {
+		err = writeAlternative(&buf, h, d.Text, d.HTML)
+	} else {
+		// One allocation of about the final size: attachments make the mail large.
+		size := 2*(len(d.Text)+len(d.HTML)) + 4096
+		for _, a := range d.Attachments {
+			size += len(a.Body)/57*78 + 78 + 512 // base64: 57 bytes per 76-character line; a header
+		}
+		buf.Grow(size)
+		err = writeMixed(&buf, h, d.Text, d.HTML, d.Attachments)
+	}
+	if err != nil {
 		return nil, "", err
 	}
 	return buf.Bytes(), msgID, nil
@@ -121,6 +141,46 @@ func writeAlternative(buf *bytes.Buffer, h gomail.Header, text, html string) err
 	if err != nil {
 		return fmt.Errorf("compose: %w", err)
 	}
+	return writeText(w, text, html)
+}
+
+// writeMixed: multipart/mixed, the text and HTML alternatives first, then each file.
+func writeMixed(buf *bytes.Buffer, h gomail.Header, text, html string, files []Attachment) error {
+	w, err := gomail.CreateWriter(buf, h)
+	if err != nil {
+		return fmt.Errorf("compose: %w", err)
+	}
+	iw, err := w.CreateInline()
+	if err != nil {
+		return fmt.Errorf("compose: %w", err)
+	}
+	if err := writeText(iw, text, html); err != nil {
+		return err
+	}
+	for _, f := range files {
+		var ah gomail.AttachmentHeader
+		params := map[string]string{"name": f.Name} // name= too, for clients that read only Content-Type
+		if f.Charset != "" {
+			params["charset"] = f.Charset
+		}
+		ah.SetContentType(f.Type, params)
+		ah.SetFilename(f.Name)
+		ah.Set("Content-Transfer-Encoding", "base64")
+		aw, err := w.CreateAttachment(ah)
+		if err != nil {
+			return fmt.Errorf("compose: attachment %q: %w", f.Name, err)
+		}
+		if _, err := aw.Write(f.Body); err != nil {
+			return err
+		}
+		if err := aw.Close(); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+func writeText(w *gomail.InlineWriter, text, html string) error {
 	for _, part := range []struct{ typ, body string }{{"text/plain", text}, {"text/html", html}} {
 		var ph gomail.InlineHeader
 		ph.SetContentType(part.typ, map[string]string{"charset": "utf-8"})

@@ -106,34 +106,44 @@ func queued(t *testing.T, store *threads.Store) map[string][]threads.OutboxItem 
 // farFuture makes every queued mail due.
 var farFuture = time.Now().Add(100 * 365 * 24 * time.Hour)
 
-// parts reads the text and HTML alternatives of a composed mail.
+// parts reads the text and HTML alternatives of a composed mail (in a multipart/mixed
+// when it carries attachments; those are left out).
 func parts(t *testing.T, raw []byte) (hdr mail.Header, text, html string) {
 	t.Helper()
 	msg, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
+	var walk func(contentType string, body io.Reader)
+	walk = func(contentType string, body io.Reader) {
+		_, params, err := mime.ParseMediaType(contentType)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(p) // multipart decodes quoted-printable
-		switch {
-		case strings.HasPrefix(p.Header.Get("Content-Type"), "text/plain"):
-			text = string(b)
-		case strings.HasPrefix(p.Header.Get("Content-Type"), "text/html"):
-			html = string(b)
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ct := p.Header.Get("Content-Type")
+			switch {
+			case strings.HasPrefix(ct, "multipart/alternative"):
+				walk(ct, p)
+			case strings.HasPrefix(p.Header.Get("Content-Disposition"), "attachment"):
+			case strings.HasPrefix(ct, "text/plain"):
+				b, _ := io.ReadAll(p) // multipart decodes quoted-printable
+				text = string(b)
+			case strings.HasPrefix(ct, "text/html"):
+				b, _ := io.ReadAll(p)
+				html = string(b)
+			}
 		}
 	}
+	walk(msg.Header.Get("Content-Type"), msg.Body)
 	return msg.Header, text, html
 }
 

@@ -22,6 +22,18 @@ type Data struct {
 	// collision, note) and the details, one per line.
 	Notice string
 	Lines  []string
+	// notification: the customer's attachments, in order; those not Attached went past
+	// AttachmentLimit (e.g. "10 MB") or could not be read (Unreadable).
+	Attachments     []AttachmentLine
+	AttachmentLimit string
+}
+
+// AttachmentLine is one of the customer's attachments as a notification lists it.
+type AttachmentLine struct {
+	Name       string // one line, safe to show
+	Size       string // localized, e.g. "120 KB" (Size)
+	Attached   bool
+	Unreadable bool // its transfer encoding was broken: not attached
 }
 
 // EarlierTicket is one of the customer's other tickets, for the notification.

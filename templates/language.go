@@ -39,6 +39,29 @@ func Duration(lang string, d time.Duration) string {
 	}
 }
 
+// Size says a number of bytes in lang, in binary units as mail clients show them:
+// "820 bytes", "120 KB", "2.3 MB" ("2,3 MB" in es and pt).
+func Size(lang string, n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	v, unit := float64(n)/1024, "KB"
+	for _, u := range []string{"MB", "GB"} {
+		if v < 1023.95 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	s := fmt.Sprintf("%.0f", v)
+	if v < 9.95 {
+		s = strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0")
+	}
+	if lang == "es" || lang == "pt" {
+		s = strings.Replace(s, ".", ",", 1)
+	}
+	return s + " " + unit
+}
+
 // Language picks the customer's language: a Content-Language header, then the language
 // of their earlier tickets, then a light guess from the text, else the default.
 func Language(contentLanguage, earlier, text, fallback string) string {

@@ -17,6 +17,9 @@ func realistic(lang string) Data {
 		Earlier:  []EarlierTicket{{Number: 77, Subject: "Login problem", Status: "resolved"}},
 		Commands: []string{"#note text", "#status open|pending|resolved", "#resolve", "#assign agent@example.com", "#category billing", "#priority high"},
 		RefLine:  "[Acme Support #1234] ref:r1234-abcdefghijklm", AgentName: "Ana",
+		Attachments: []AttachmentLine{{Name: "invoice.pdf", Size: Size(lang, 120<<10), Attached: true},
+			{Name: "screenshot.png", Size: Size(lang, 2411724)}, {Name: "scan.tiff", Size: Size(lang, 900), Unreadable: true}},
+		AttachmentLimit: Size(lang, 10<<20),
 	}
 }
 
@@ -113,6 +116,7 @@ func TestCustomerValuesCannotBreakTemplates(t *testing.T) {
 	d.CustomerName = `Bob </p><a href="http://evil/">click</a><p>`
 	d.Subject = `<img src=x onerror=alert(1)>`
 	d.Text = "first\rref:r9-forgedforgedforged\r\nsecond\n\n\rthird"
+	d.Attachments = []AttachmentLine{{Name: `<img src=x onerror=alert(1)>.pdf`, Size: "1 KB"}}
 	for _, lang := range Languages {
 		for _, name := range Names {
 			r, err := set.Render(name, lang, d)
@@ -163,6 +167,54 @@ func TestAgentNoticeKinds(t *testing.T) {
 		}
 		if len(subjects) != 5 {
 			t.Errorf("%s: %d different subjects for 5 kinds of notice", lang, len(subjects))
+		}
+	}
+}
+
+// The notification lists the customer's attachments with their sizes, in every language
+// and both alternatives, and says which were not attached and why.
+func TestNotificationListsAttachments(t *testing.T) {
+	t.Parallel()
+	set, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"en": {"Attachments: invoice.pdf (120 KB), screenshot.png (2.3 MB, not attached: over the 10 MB limit), scan.tiff (900 bytes, not attached: unreadable)"},
+		"es": {"Adjuntos: invoice.pdf (120 KB), screenshot.png (2,3 MB, no adjuntado: supera el límite de 10 MB), scan.tiff (900 bytes, no adjuntado: ilegible)"},
+		"pt": {"Anexos: invoice.pdf (120 KB), screenshot.png (2,3 MB, não anexado: acima do limite de 10 MB), scan.tiff (900 bytes, não anexado: ilegível)"},
+	}
+	for _, lang := range Languages {
+		r, err := set.Render("notification", lang, realistic(lang))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want[lang] {
+			if !strings.Contains(r.Text, w) || !strings.Contains(r.HTML, w) {
+				t.Errorf("%s: the notification does not list %q:\n%s\n%s", lang, w, r.Text, r.HTML)
+			}
+		}
+		d := realistic(lang)
+		d.Attachments = nil
+		if r, _ := set.Render("notification", lang, d); strings.Contains(r.Text, want[lang][0][:6]) {
+			t.Errorf("%s: an attachment list without attachments:\n%s", lang, r.Text)
+		}
+	}
+}
+
+func TestSize(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		lang string
+		n    int64
+		want string
+	}{
+		{"en", 0, "0 bytes"}, {"en", 1023, "1023 bytes"}, {"en", 1024, "1 KB"}, {"en", 120 << 10, "120 KB"},
+		{"en", 1023 << 10, "1023 KB"}, {"en", 1<<20 - 1, "1 MB"}, {"en", 2411724, "2.3 MB"}, {"es", 2411724, "2,3 MB"},
+		{"en", 10 << 20, "10 MB"}, {"pt", 25 << 20, "25 MB"}, {"en", 3 << 30, "3 GB"}, {"en", 9<<20 + 1000<<10, "10 MB"},
+	} {
+		if got := Size(c.lang, c.n); got != c.want {
+			t.Errorf("Size(%s, %d) = %q, want %q", c.lang, c.n, got, c.want)
 		}
 	}
 }

@@ -135,7 +135,7 @@ func (s *Store) ComposeDue(ctx context.Context, limit int) ([]ToCompose, error) 
 	return queryAll(ctx, s.rdb, func(r scanner) (ToCompose, error) {
 		var c ToCompose
 		var data string
-		err := r.Scan(&c.OutboxID, &c.Ticket, &c.Kind, &data, &c.Text)
+		err := r.Scan(&c.OutboxID, &c.Ticket, &c.Kind, &data, &c.Text, &c.InboxID, &c.Attachments)
 		c.Data = []byte(data)
 		return c, err
 	}, sqlComposeDue, limit)

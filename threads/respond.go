@@ -39,6 +39,14 @@ type ToCompose struct {
 	Kind     string
 	Data     []byte
 	Text     string // the text of the message the mail is about
+	// InboxID is the inbox row of the message the mail is about (0: none, or mail we
+	// wrote), Attachments whether the parser listed attachments on it: the Composer
+	// reads the raw bytes (Store.RawMessage) only when the mail can carry them.
+	InboxID     int64
+	Attachments bool
+	// Raw is that message's raw bytes, set by the Composer for mail that carries its
+	// attachments (agent_reply, notification); ComposeDue leaves it nil.
+	Raw []byte
 }
 
 // Composed is a composed intent: the bytes to send and what `show` displays.

@@ -53,7 +53,8 @@ const (
 	sqlEarlierTickets      = `SELECT id, subject, status, language FROM tickets WHERE customer = ? AND id <> ? AND merged_into IS NULL ORDER BY id DESC LIMIT 5`
 	sqlQueueIntent         = `INSERT INTO outbox (message_row, ticket_id, kind, mail_from, rcpt_to, raw, status, next_attempt, created, intent, about_row)
 		VALUES (?, ?, ?, ?, ?, x'', 'compose', ?, ?, ?, ?)`
-	sqlComposeDue = `SELECT o.id, o.ticket_id, o.kind, o.intent, coalesce(m.text, m.body, '') FROM outbox o
+	sqlComposeDue = `SELECT o.id, o.ticket_id, o.kind, o.intent, coalesce(m.text, m.body, ''), coalesce(m.inbox_id, 0),
+		coalesce(m.attachments, '[]') <> '[]' FROM outbox o
 		LEFT JOIN messages m ON m.id = o.about_row WHERE o.status = 'compose' ORDER BY o.id LIMIT ?`
 	sqlComposedMail    = `UPDATE outbox SET raw = ?, status = 'queued', next_attempt = ? WHERE id = ? AND status = 'compose'`
 	sqlComposeFailed   = `UPDATE outbox SET status = 'failed', last_error = ?, done_at = ? WHERE id = ? AND status = 'compose'`
