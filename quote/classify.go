@@ -1,6 +1,9 @@
 package quote
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // class is what one line of a reply is.
 type class uint8
@@ -31,29 +34,29 @@ const (
 )
 
 // classify gives each line its class.
-func classify(lines []string) []class {
-	cls := make([]class, len(lines))
-	start := commandBlock(lines, cls)
-	code := codeLines(lines, start)
-	for i := start; i < len(lines); i++ {
+func classify(ls *lineSet) []class {
+	cls := make([]class, ls.n())
+	start := commandBlock(ls, cls)
+	code := codeLines(ls, start)
+	for i := start; i < ls.n(); i++ {
 		if code != nil && code[i] {
 			cls[i] = cText
 			continue
 		}
-		cls[i] = lineClass(lines[i])
+		cls[i] = lineClass(ls.at(i))
 	}
-	joinAttributions(lines, cls, start, code)
-	markHeaderBlocks(lines, cls, start, code)
+	joinAttributions(ls, cls, start, code)
+	markHeaderBlocks(ls, cls, start, code)
 	return cls
 }
 
 // commandBlock marks the agent commands at the top (lines starting with '#', and blank
 // lines among them) and returns the index of the first line after them.
-func commandBlock(lines []string, cls []class) int {
+func commandBlock(ls *lineSet, cls []class) int {
 	end := 0
-	for i, l := range lines {
-		t := strings.TrimLeft(l, " \t")
-		if t == "" || isBlank(t) {
+	for i := 0; i < ls.n(); i++ {
+		t := trimBlank(ls.at(i))
+		if t == "" {
 			continue
 		}
 		if t[0] != '#' {
@@ -69,17 +72,17 @@ func commandBlock(lines []string, cls []class) int {
 
 // codeLines marks the lines inside ``` fences (fences included), which are text whatever
 // they look like. A fence that is never closed is not one. Nil when there are none.
-func codeLines(lines []string, start int) []bool {
+func codeLines(ls *lineSet, start int) []bool {
 	var fences []int
-	for i := start; i < len(lines); i++ {
-		if strings.HasPrefix(strings.TrimLeft(lines[i], " \t"), "```") {
+	for i := start; i < ls.n(); i++ {
+		if strings.HasPrefix(strings.TrimLeft(ls.at(i), " \t"), "```") {
 			fences = append(fences, i)
 		}
 	}
 	if len(fences) < 2 {
 		return nil
 	}
-	code := make([]bool, len(lines))
+	code := make([]bool, ls.n())
 	for k := 0; k+1 < len(fences); k += 2 {
 		for i := fences[k]; i <= fences[k+1]; i++ {
 			code[i] = true
@@ -143,7 +146,7 @@ func isDelimiter(t string) bool {
 // markerClass recognises an attribution, an original-message or a forward marker in one
 // line (or several joined ones); cText when it is none.
 func markerClass(t string) class {
-	if len(t) > maxAttrLen || len(t) < 4 {
+	if len(t) > maxAttrLen || len(t) < 4 || !mayBeMarker(t) {
 		return cText
 	}
 	s := normalize(t)
@@ -154,6 +157,32 @@ func markerClass(t string) class {
 		return cAttr
 	}
 	return cText
+}
+
+// mayBeMarker is a cheap test that markerClass can be true: every marker ends with a
+// colon, a '>', a dash or a star, starts with a digit, a dash or a star, or starts with
+// an attribution's first word.
+func mayBeMarker(t string) bool {
+	switch t[len(t)-1] {
+	case '-', '*', '>', ':':
+		return true
+	}
+	if first := t[0]; isDigit(first) || first == '-' || first == '*' || strings.HasSuffix(t, "：") {
+		return true
+	}
+	end := 0
+	for end < len(t) && end <= 4 && t[end] != ' ' && t[end] != ',' {
+		end++
+	}
+	if end > 4 { // every lead is at most four bytes long
+		return false
+	}
+	for _, w := range attrLeads {
+		if strings.EqualFold(t[:end], w) {
+			return true
+		}
+	}
+	return false
 }
 
 // normalize lowercases s and turns non-breaking spaces and tabs into single spaces.
@@ -168,8 +197,59 @@ func normalize(s string) string {
 	return strings.TrimSpace(s)
 }
 
-// trimBlank trims spaces, tabs and non-breaking spaces from both ends.
-func trimBlank(s string) string { return strings.Trim(s, " \t\u00a0\u202f\ufeff") }
+// trimBlank trims spaces, tabs, stray CRs, no-break spaces and BOMs from both ends.
+func trimBlank(s string) string {
+	for len(s) > 0 {
+		if isASCIIBlank(s[0]) {
+			s = s[1:]
+		} else if n := blankRuneLen(s); n > 0 {
+			s = s[n:]
+		} else {
+			break
+		}
+	}
+	for len(s) > 0 {
+		if isASCIIBlank(s[len(s)-1]) {
+			s = s[:len(s)-1]
+		} else if n := blankRuneLenLast(s); n > 0 {
+			s = s[:len(s)-n]
+		} else {
+			break
+		}
+	}
+	return s
+}
+
+func isASCIIBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v' }
+
+// blanks are the non-ASCII blanks trimmed: no-break space, narrow no-break space, BOM.
+var blanks = [...]string{"\u00a0", "\u202f", "\ufeff"}
+
+// blankRuneLen returns the length of the non-ASCII blank s starts with, or 0.
+func blankRuneLen(s string) int {
+	if s[0] < utf8.RuneSelf {
+		return 0
+	}
+	for _, b := range blanks {
+		if strings.HasPrefix(s, b) {
+			return len(b)
+		}
+	}
+	return 0
+}
+
+// blankRuneLenLast returns the length of the non-ASCII blank s ends with, or 0.
+func blankRuneLenLast(s string) int {
+	if s[len(s)-1] < utf8.RuneSelf {
+		return 0
+	}
+	for _, b := range blanks {
+		if strings.HasSuffix(s, b) {
+			return len(b)
+		}
+	}
+	return 0
+}
 
 // isBlank reports whether s has nothing but blanks.
 func isBlank(s string) bool { return trimBlank(s) == "" }

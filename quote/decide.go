@@ -14,14 +14,14 @@ type plan struct {
 }
 
 // decide walks the classes and places the cut and the signature.
-func decide(lines []string, cls []class) *plan {
+func decide(ls *lineSet, cls []class) *plan {
 	p := &plan{cls: cls, cut: len(cls), drop: make([]bool, len(cls))}
 	for p.body < len(cls) && cls[p.body] == cCommand {
 		p.body++
 	}
 	topQuote := p.markers()
 	p.resolveTopQuote(topQuote)
-	p.quoteOnly(lines)
+	p.quoteOnly(ls)
 	p.signature()
 	return p
 }
@@ -135,7 +135,7 @@ func (p *plan) resolveTopQuote(q span) {
 
 // quoteOnly handles a reply that is nothing but quote: it stays new text (it may be all the
 // sender wrote) unless it starts with an attribution, as a bare forward of a quote does.
-func (p *plan) quoteOnly(lines []string) {
+func (p *plan) quoteOnly(ls *lineSet) {
 	first := -1
 	for i := p.body; i < p.cut; i++ {
 		switch p.cls[i] {
@@ -153,7 +153,7 @@ func (p *plan) quoteOnly(lines []string) {
 	if first < 0 {
 		return
 	}
-	t := trimBlank(strings.TrimLeft(trimBlank(lines[first]), "> "))
+	t := trimBlank(strings.TrimLeft(trimBlank(ls.at(first)), "> "))
 	if markerClass(t) != cText {
 		p.cut = first
 		p.note(cAttr, false)

@@ -1,6 +1,9 @@
 package quote
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Header families of an Outlook-style header block.
 const (
@@ -45,31 +48,55 @@ var headerLabels = map[string]int{
 // 0 when it is none.
 func headerFamily(l string) int {
 	t := strings.TrimLeft(l, " \t*")
-	if len(t) < 3 {
+	if len(t) < 3 || isDigit(t[0]) {
 		return 0
 	}
-	limit := min(len(t), 24)
-	k := strings.IndexAny(t[:limit], ":：")
+	head := t[:min(len(t), 24)]
+	k := strings.IndexByte(head, ':')
+	if k < 0 {
+		k = strings.Index(head, "：")
+	}
 	if k <= 0 {
 		return 0
 	}
-	label := strings.ToLower(strings.Trim(t[:k], " \t*\u00a0"))
-	return headerLabels[label]
+	label := strings.Trim(head[:k], " \t*\u00a0")
+	var buf [24]byte
+	n := 0
+	for i := 0; i < len(label); i++ {
+		c := label[i]
+		switch {
+		case isDigit(c):
+			return 0 // no label has a digit ("On 1 May 2025 at 10:12")
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c >= utf8.RuneSelf:
+			return headerLabels[strings.ToLower(label)]
+		}
+		buf[n] = c
+		n++
+	}
+	return headerLabels[string(buf[:n])]
 }
 
 // markHeaderBlocks marks the header blocks: runs of at least three header lines, a From
 // line among them and two other families, that may have up to two wrapped or blank lines
 // between them ("Subject: a subject that\nspans two lines\nTo: …").
-func markHeaderBlocks(lines []string, cls []class, start int, code []bool) {
-	for i := start; i < len(lines); i++ {
-		if !headerCandidate(lines, cls, i, code) {
+func markHeaderBlocks(ls *lineSet, cls []class, start int, code []bool) {
+	family := func(i int) int {
+		if cls[i] != cText || code != nil && code[i] {
+			return 0
+		}
+		return headerFamily(ls.at(i))
+	}
+	for i := start; i < ls.n(); i++ {
+		fam := family(i)
+		if fam == 0 {
 			continue
 		}
-		fam := headerFamily(lines[i])
 		last, count, gap := i, 1, 0
-		for k := i + 1; k < len(lines) && gap <= 2; k++ {
-			if headerCandidate(lines, cls, k, code) {
-				fam |= headerFamily(lines[k])
+		for k := i + 1; k < ls.n() && gap <= 2; k++ {
+			if f := family(k); f != 0 {
+				fam |= f
 				last, count, gap = k, count+1, 0
 				continue
 			}
@@ -85,10 +112,6 @@ func markHeaderBlocks(lines []string, cls []class, start int, code []bool) {
 		}
 		i = last
 	}
-}
-
-func headerCandidate(lines []string, cls []class, i int, code []bool) bool {
-	return cls[i] == cText && (code == nil || !code[i]) && headerFamily(lines[i]) != 0
 }
 
 func bitCount(x int) int {

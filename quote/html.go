@@ -10,6 +10,7 @@ import (
 
 // Limits that keep html2text's recursion and its "> " prefixes bounded on hostile HTML.
 const (
+	maxTagDepth        = 48  // deeper tags are dropped before parsing (see limitNesting)
 	maxHTMLDepth       = 200 // deeper elements are flattened into their text
 	maxBlockquoteDepth = 8   // deeper blockquotes are rendered as plain blocks
 	maxProbeNodes      = 200 // nodes looked at to read the start of an element's text
@@ -21,11 +22,7 @@ const (
 // and others), converts the rest to text as the rest of replydesk does (html2text), and
 // strips that with Strip. New, Quoted and Signature are plain text.
 func StripHTML(src string) Result {
-	doc, err := html.Parse(strings.NewReader(src))
-	if err != nil { // only a reader error; a string reader has none
-		return Strip(src)
-	}
-	bound(doc)
+	doc := parseBounded(src)
 	cut := findQuoteNodes(doc)
 	var quoted, sig []string
 	for _, n := range cut.remove {
@@ -51,6 +48,78 @@ func StripHTML(src string) Result {
 	return r
 }
 
+// parseBounded parses src (html.Parse fails only on a reader error, which a string
+// reader never returns; the text is kept as text then) and bounds the tree.
+func parseBounded(src string) *html.Node {
+	doc, err := html.Parse(strings.NewReader(limitNesting(src)))
+	if err != nil {
+		doc = &html.Node{Type: html.DocumentNode}
+		doc.AppendChild(&html.Node{Type: html.TextNode, Data: src})
+	}
+	bound(doc)
+	return doc
+}
+
+// limitNesting drops the tags nested deeper than maxTagDepth, keeping their text.
+// html.Parse takes time that grows with the square of the nesting depth (each tag checks
+// the stack of open elements), so 400 KB of "<div>" would take minutes. The depth is
+// counted on the tokens, as start tags minus end tags of the elements that nest (void
+// elements and those whose end tag may be left out, such as p, li and td, do not count).
+// src is returned unchanged when nothing is that deep.
+func limitNesting(src string) string {
+	z := html.NewTokenizer(strings.NewReader(src))
+	var b strings.Builder
+	depth, dropped, pos := 0, false, 0
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		raw := z.Raw()
+		keep := true
+		switch tt {
+		case html.StartTagToken:
+			if name, _ := z.TagName(); nests(name) {
+				depth++
+				keep = depth <= maxTagDepth
+			}
+		case html.EndTagToken:
+			if name, _ := z.TagName(); nests(name) && depth > 0 {
+				keep = depth <= maxTagDepth
+				depth--
+			}
+		}
+		if !keep && !dropped {
+			dropped = true
+			b.Grow(len(src))
+			b.WriteString(src[:pos])
+		}
+		if dropped && keep {
+			b.Write(raw)
+		}
+		pos += len(raw)
+	}
+	if !dropped {
+		return src
+	}
+	b.WriteString(src[min(pos, len(src)):])
+	return b.String()
+}
+
+// nests reports whether an element of that (lowercase) name opens a level that only its
+// end tag closes.
+func nests(name []byte) bool {
+	switch atom.Lookup(name) {
+	case atom.Area, atom.Base, atom.Br, atom.Col, atom.Embed, atom.Hr, atom.Img, atom.Input,
+		atom.Link, atom.Meta, atom.Param, atom.Source, atom.Track, atom.Wbr, atom.Keygen,
+		atom.P, atom.Li, atom.Dt, atom.Dd, atom.Option, atom.Optgroup, atom.Rb, atom.Rt,
+		atom.Rtc, atom.Rp, atom.Tr, atom.Td, atom.Th, atom.Thead, atom.Tbody, atom.Tfoot,
+		atom.Colgroup, atom.Html, atom.Head, atom.Body:
+		return false
+	}
+	return true
+}
+
 // quoteNodes are the elements StripHTML takes out: remove (quote containers, signature
 // containers) and after (the first element from which everything is quoted).
 type quoteNodes struct {
@@ -71,7 +140,7 @@ func findQuoteNodes(doc *html.Node) quoteNodes {
 				q.note(name)
 				return q
 			}
-			if name, isSig := containerMarker(n); name != "" {
+			if name, isSig := containerMarker(n); name != "" && (isSig || !forwardsMessage(n)) {
 				q.remove = append(q.remove, n)
 				if isSig {
 					q.signature[n] = true
@@ -116,6 +185,15 @@ func containerMarker(n *html.Node) (name string, isSig bool) {
 	return "", false
 }
 
+// forwardsMessage reports whether a quote container starts with a forward marker
+// ("---------- Forwarded message ---------", "Begin forwarded message:"). Such a
+// container is left to the text stage, which keeps a forward sent without a word above
+// it as the new text, as it does for text/plain.
+func forwardsMessage(n *html.Node) bool {
+	first, _, _ := strings.Cut(textStart(n), "\n")
+	return markerClass(trimBlank(first)) == cFwd
+}
+
 // cutAfterMarker names an element after which (itself included) everything is quoted:
 // Outlook's reply header containers; "" when it is none.
 func cutAfterMarker(n *html.Node) string {
@@ -139,14 +217,15 @@ func cutAfterMarker(n *html.Node) string {
 	return ""
 }
 
-// textStart returns the start of an element's text, looking at no more than
-// maxProbeNodes nodes.
+// textStart returns the start of an element's text, a line per text node, looking at no
+// more than maxProbeNodes nodes.
 func textStart(n *html.Node) string {
 	var b strings.Builder
 	seen := 0
 	for c := n.FirstChild; c != nil && seen < maxProbeNodes && b.Len() < 64; seen++ {
-		if c.Type == html.TextNode {
-			b.WriteString(c.Data)
+		if c.Type == html.TextNode && !isBlank(c.Data) {
+			b.WriteString(strings.TrimSpace(c.Data))
+			b.WriteByte('\n')
 		}
 		c = nextWithin(c, n)
 	}
@@ -179,32 +258,39 @@ func cutAfter(n *html.Node) string {
 
 // bound flattens what html2text could not render in bounded time and memory: elements
 // nested deeper than maxHTMLDepth become their text, and blockquotes nested deeper than
-// maxBlockquoteDepth become divs.
+// maxBlockquoteDepth become divs. It walks the tree in document order, keeping only the
+// blockquote counts along the current path.
 func bound(doc *html.Node) {
-	type frame struct {
-		n            *html.Node
-		depth, quote int
-	}
-	stack := []frame{{doc, 0, 0}}
-	for len(stack) > 0 {
-		f := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for c := f.n.FirstChild; c != nil; c = c.NextSibling {
-			if c.Type != html.ElementNode {
-				continue
-			}
-			q := f.quote
-			if c.DataAtom == atom.Blockquote {
+	quotes := []int{0} // blockquotes above each level of the current path
+	depth := 0
+	for n := doc; n != nil; {
+		descend := n.FirstChild != nil
+		if n != doc && n.Type == html.ElementNode {
+			q := quotes[depth-1]
+			if n.DataAtom == atom.Blockquote {
 				if q++; q > maxBlockquoteDepth {
-					c.DataAtom, c.Data = atom.Div, "div"
+					n.DataAtom, n.Data = atom.Div, "div"
 				}
 			}
-			if f.depth+1 >= maxHTMLDepth {
-				flatten(c)
-				continue
+			quotes = append(quotes[:depth], q)
+			if depth >= maxHTMLDepth {
+				flatten(n)
+				descend = false
 			}
-			stack = append(stack, frame{c, f.depth + 1, q})
+		} else {
+			quotes = append(quotes[:depth], quotes[max(depth-1, 0)])
 		}
+		if descend {
+			n, depth = n.FirstChild, depth+1
+			continue
+		}
+		for n != nil && n != doc && n.NextSibling == nil {
+			n, depth = n.Parent, depth-1
+		}
+		if n == nil || n == doc {
+			break
+		}
+		n = n.NextSibling
 	}
 }
 

@@ -234,16 +234,16 @@ func isCJK(w string) bool {
 // all their lines. A wrapped attribution starts on a text line with a digit or an '@'
 // and continues over at most maxJoinLines text or blank lines; the last may be a quoted
 // "> wrote:". It never swallows a line that is a marker on its own.
-func joinAttributions(lines []string, cls []class, start int, code []bool) {
-	for i := start; i < len(lines); i++ {
+func joinAttributions(ls *lineSet, cls []class, start int, code []bool) {
+	for i := start; i < ls.n(); i++ {
 		if cls[i] != cText || (code != nil && code[i]) {
 			continue
 		}
-		t := trimBlank(lines[i])
+		t := trimBlank(ls.at(i))
 		if len(t) > maxAttrLen/2 || !attributionStart(t) {
 			continue
 		}
-		if end := wrappedAttribution(lines, cls, i, t, code); end > i {
+		if end := wrappedAttribution(ls, cls, i, t, code); end > i {
 			for k := i; k <= end; k++ {
 				cls[k] = cAttr
 			}
@@ -264,17 +264,19 @@ func attributionStart(t string) bool {
 
 // wrappedAttribution returns the last line of the attribution that starts at line i with
 // text t, or i when there is none.
-func wrappedAttribution(lines []string, cls []class, i int, t string, code []bool) int {
-	joined := t
-	for k := i + 1; k < len(lines) && k <= i+maxJoinLines; k++ {
+func wrappedAttribution(ls *lineSet, cls []class, i int, t string, code []bool) int {
+	var parts [maxJoinLines + 1]string
+	parts[0] = t
+	np, total := 1, len(t)
+	for k := i + 1; k < ls.n() && k <= i+maxJoinLines; k++ {
 		if code != nil && code[k] {
 			return i
 		}
 		c := cls[k]
-		next := trimBlank(lines[k])
+		next := trimBlank(ls.at(k))
 		switch {
 		case c == cEmpty:
-			if strings.ContainsAny(joined[len(joined)-1:], ".!?") {
+			if prev := parts[np-1]; strings.ContainsAny(prev[len(prev)-1:], ".!?") {
 				return i // a blank line after a sentence ends the attribution
 			}
 			continue
@@ -284,19 +286,22 @@ func wrappedAttribution(lines []string, cls []class, i int, t string, code []boo
 			}
 		case c == cQuote:
 			next = trimBlank(strings.TrimLeft(next, "> "))
-			if len(next) > 40 {
+			if next == "" || len(next) > 40 {
 				return i
 			}
-		case c == cAttr && openAddress(joined):
+		case c == cAttr && openAddress(strings.Join(parts[:np], " ")):
 			// "… matt2 via Discourse Meta <" + "info@discourse.org> wrote:"
 		default:
 			return i
 		}
-		joined += " " + next
-		if len(joined) > maxAttrLen {
+		parts[np] = next
+		np++
+		if total += 1 + len(next); total > maxAttrLen {
 			return i
 		}
-		if isAttribution(normalize(joined), true) {
+		// A wrapped attribution ends with a colon: only those are tested.
+		if end := strings.TrimRight(next, " -*>"); (strings.HasSuffix(end, ":") || strings.HasSuffix(end, "：")) &&
+			isAttribution(normalize(strings.Join(parts[:np], " ")), true) {
 			return k
 		}
 		if c != cText {

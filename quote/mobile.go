@@ -1,6 +1,9 @@
 package quote
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Starts of the lines that mail apps add below the text ("Sent from my iPhone"), lowercase,
 // in en, es, pt, fr, de, it, nl, sv, no, da, zh.
@@ -19,25 +22,37 @@ var mobilePrefixes = []string{
 // iPhone", "Enviado desde mi iPhone", "Envoyé de mon iPhone", "Von meinem iPhone
 // gesendet", "Get Outlook for iOS" and the like.
 func isMobileSignature(t string) bool {
-	if len(t) > maxMobileLen || len(t) < 8 {
+	if len(t) > maxMobileLen || len(t) < 8 || !mayBeMobile(t) {
 		return false
 	}
-	s := strings.ToLower(stripMarkdownLinks(t))
-	s = strings.Trim(s, " ()<>*_")
+	s := strings.Trim(stripMarkdownLinks(t), " ()<>*_")
 	for _, p := range mobilePrefixes {
-		if strings.HasPrefix(s, p) {
-			if p == "von meinem " || p == "diese nachricht wurde von " {
-				return strings.Contains(s, "gesendet")
-			}
-			return true
+		if len(s) < len(p) || !strings.EqualFold(s[:len(p)], p) {
+			continue
 		}
+		if p == "von meinem " || p == "diese nachricht wurde von " {
+			return strings.Contains(strings.ToLower(s), "gesendet")
+		}
+		return true
 	}
 	// "From my iPhone 6", "Someone from mobile"
 	words := strings.Fields(s)
-	if strings.HasPrefix(s, "from my ") && len(words) <= 5 {
+	if len(words) >= 3 && len(words) <= 5 && strings.EqualFold(words[0], "from") && strings.EqualFold(words[1], "my") {
 		return true
 	}
-	return len(words) == 3 && words[1] == "from" && words[2] == "mobile"
+	return len(words) == 3 && strings.EqualFold(words[1], "from") && strings.EqualFold(words[2], "mobile")
+}
+
+// mayBeMobile is a cheap test that isMobileSignature can be true: the line starts with
+// the first letter of a prefix, or has " from ".
+func mayBeMobile(t string) bool {
+	c := strings.TrimLeft(t, " (<*_[")
+	if c == "" {
+		return false
+	}
+	first := c[0] | 0x20 // ASCII lowercase
+	return first >= utf8.RuneSelf || strings.IndexByte("sgeotvdifh", first) >= 0 ||
+		strings.Contains(t, " from ")
 }
 
 // stripMarkdownLinks turns "[text](url)" into "text".

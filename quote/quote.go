@@ -26,7 +26,10 @@
 // callers keep the raw message.
 package quote
 
-import "strings"
+import (
+	"math"
+	"strings"
+)
 
 // Result is a reply split into its parts.
 type Result struct {
@@ -49,28 +52,53 @@ type Result struct {
 }
 
 // Strip splits a text/plain reply. Line endings may be LF or CRLF; every line of New,
-// Quoted and Signature is a line of text.
+// Quoted and Signature is a line of text, without its line ending. (A text of 2 GiB or
+// more is returned as New unexamined.)
 func Strip(text string) Result {
-	lines := splitLines(text)
-	d := decide(lines, classify(lines))
-	return d.result(lines)
+	if len(text) > math.MaxInt32 {
+		return Result{New: text}
+	}
+	ls := newLineSet(text)
+	return decide(ls, classify(ls)).result(ls)
 }
 
-// splitLines splits text into lines without their line endings (LF, CRLF or a lone CR).
-func splitLines(text string) []string {
-	n := strings.Count(text, "\n") + 1
-	lines := make([]string, 0, n)
-	for len(text) > 0 {
-		i := strings.IndexAny(text, "\r\n")
+// lineSet is a text cut into lines, kept as offsets: nothing for the garbage collector to
+// scan however many lines there are.
+type lineSet struct {
+	text  string
+	start []int32 // where each line starts
+}
+
+func newLineSet(text string) *lineSet {
+	ls := &lineSet{text: text, start: make([]int32, 0, strings.Count(text, "\n")+1)}
+	for pos := 0; pos < len(text); {
+		ls.start = append(ls.start, int32(pos))
+		i := strings.IndexByte(text[pos:], '\n')
 		if i < 0 {
-			lines = append(lines, text)
 			break
 		}
-		lines = append(lines, text[:i])
-		if text[i] == '\r' && i+1 < len(text) && text[i+1] == '\n' {
-			i++
-		}
-		text = text[i+1:]
+		pos += i + 1
 	}
-	return lines
+	return ls
+}
+
+// n is the number of lines.
+func (ls *lineSet) n() int { return len(ls.start) }
+
+// at returns line i without its line ending.
+func (ls *lineSet) at(i int) string { return ls.text[ls.start[i]:ls.end(i)] }
+
+// end returns the offset where line i ends, before its line ending.
+func (ls *lineSet) end(i int) int {
+	to := len(ls.text)
+	if i+1 < len(ls.start) {
+		to = int(ls.start[i+1])
+	}
+	if to > int(ls.start[i]) && ls.text[to-1] == '\n' {
+		to--
+	}
+	if to > int(ls.start[i]) && ls.text[to-1] == '\r' {
+		to--
+	}
+	return to
 }

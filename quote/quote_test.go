@@ -18,7 +18,7 @@ type fixture struct {
 
 var sectionLine = regexp.MustCompile(`^-- ([a-z]+) --$`)
 
-func readFixtures(t *testing.T, dir string) []fixture {
+func readFixtures(t testing.TB, dir string) []fixture {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join("testdata", dir, "*"))
 	if err != nil || len(files) == 0 {
@@ -132,6 +132,16 @@ func checkInvariants(t testing.TB, in string, r Result) {
 			t.Fatalf("input line lost: %q", l)
 		}
 	}
+}
+
+// splitLines is the input cut as Strip cuts it.
+func splitLines(s string) []string {
+	ls := newLineSet(s)
+	lines := make([]string, ls.n())
+	for i := range lines {
+		lines[i] = ls.at(i)
+	}
+	return lines
 }
 
 func TestStripEmpty(t *testing.T) {

@@ -5,7 +5,7 @@ import "strings"
 // result builds the Result from the plan: New is the commands and the kept lines before
 // the signature (trailing quotes removed when there is text), Signature the lines from the
 // signature to the cut, Quoted everything else.
-func (p *plan) result(lines []string) Result {
+func (p *plan) result(ls *lineSet) Result {
 	// New ends at the signature, before trailing blank lines and, when there is text,
 	// trailing quotes.
 	text := false
@@ -23,47 +23,44 @@ func (p *plan) result(lines []string) Result {
 	if r.Marker == "" && hasQuote(p.cls, p.drop, end, p.sig) {
 		r.Marker = markerName(cQuote)
 	}
+	all := func(int) bool { return true }
 	inNew := func(i int) bool { return i >= p.body && i < end && !p.drop[i] }
-	r.New = joinNew(lines[:p.body], lines, p.body, end, inNew)
-	r.Signature = joinLines(lines, p.sig, p.cut, func(int) bool { return true })
-	r.Quoted = joinLines(lines, p.body, len(lines), func(i int) bool {
+	commands := joinLines(ls, 0, p.body, all)
+	r.New = joinLines(ls, p.body, end, inNew)
+	switch {
+	case commands == "":
+	case r.New == "":
+		r.New = commands
+	case p.body < ls.n() && inNew(p.body) && !isBlank(ls.at(p.body)):
+		r.New = commands + "\n" + r.New
+	default:
+		r.New = commands + "\n\n" + r.New // the message had a blank line (or more) there
+	}
+	r.Signature = joinLines(ls, p.sig, p.cut, all)
+	r.Quoted = joinLines(ls, p.body, ls.n(), func(i int) bool {
 		return !inNew(i) && (i < p.sig || i >= p.cut)
 	})
 	return r
 }
 
-// joinNew joins the command lines (untouched) and the new text, with a blank line between
-// them when the message had one.
-func joinNew(commands, lines []string, from, to int, keep func(int) bool) string {
-	body := joinLines(lines, from, to, keep)
-	cmds := joinLines(commands, 0, len(commands), func(int) bool { return true })
-	switch {
-	case cmds == "":
-		return body
-	case body == "":
-		return cmds
-	case from < len(lines) && keep(from) && !isBlank(lines[from]):
-		return cmds + "\n" + body
-	}
-	return cmds + "\n\n" + body
-}
-
 // joinLines joins the lines in [from, to) that keep accepts, without blank lines at
 // either end.
-func joinLines(lines []string, from, to int, keep func(int) bool) string {
+func joinLines(ls *lineSet, from, to int, keep func(int) bool) string {
 	first, last := -1, -1
 	for i := from; i < to; i++ {
-		if keep(i) && !isBlank(lines[i]) {
-			if first < 0 {
-				first = i
-			}
-			last = i
+		if !keep(i) || isBlank(ls.at(i)) {
+			continue
 		}
+		if first < 0 {
+			first = i
+		}
+		last = i
 	}
 	if first < 0 {
 		return ""
 	}
 	var b strings.Builder
+	b.Grow(ls.end(last) - int(ls.start[first]))
 	sep := false
 	for i := first; i <= last; i++ {
 		if !keep(i) {
@@ -72,7 +69,7 @@ func joinLines(lines []string, from, to int, keep func(int) bool) string {
 		if sep {
 			b.WriteByte('\n')
 		}
-		b.WriteString(lines[i])
+		b.WriteString(ls.at(i))
 		sep = true
 	}
 	return b.String()
