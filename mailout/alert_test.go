@@ -67,7 +67,7 @@ func TestOperatorAlertsAtMostOncePerPeriod(t *testing.T) {
 
 func mailFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
+	files, err := filepath.Glob(filepath.Join(dir, "[^.]*.eml")) // not the one being written
 	if err != nil {
 		t.Fatal(err)
 	}

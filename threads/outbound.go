@@ -53,7 +53,13 @@ type OutboxItem struct {
 	Attempts int
 }
 
-// DueMail returns up to limit queued mails whose next attempt is due, oldest first.
+// dueMailBytes bounds the bytes of one DueMail answer (a queue of mail with attachments
+// waiting for a smarthost that was down must not be loaded all at once); the first mail
+// always comes, whatever its size.
+const dueMailBytes = 64 << 20
+
+// DueMail returns up to limit queued mails whose next attempt is due, oldest first, at
+// most dueMailBytes of them.
 func (s *Store) DueMail(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
 	return queryAll(ctx, s.rdb, func(r scanner) (OutboxItem, error) {
 		var it OutboxItem
@@ -61,7 +67,7 @@ func (s *Store) DueMail(ctx context.Context, now time.Time, limit int) ([]Outbox
 		err := r.Scan(&it.ID, &it.Ticket, &it.Kind, &it.MailFrom, &rcpts, &it.Raw, &it.Attempts)
 		it.Rcpts = strings.Split(rcpts, "\n")
 		return it, err
-	}, sqlDueMail, now.Unix(), limit)
+	}, sqlDueMail, now.Unix(), limit, dueMailBytes)
 }
 
 // NextMailDue is when the next queued mail is due (ok false: none queued).
@@ -76,7 +82,7 @@ func (s *Store) NextMailDue(ctx context.Context) (next time.Time, ok bool, err e
 // MailSent records that the smarthost (or the dir transport) took these mails.
 func (s *Store) MailSent(ctx context.Context, ids ...int64) error {
 	now := time.Now().Unix()
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.writeBackground(ctx, func(tx *sql.Tx) error {
 		for _, id := range ids {
 			if _, err := tx.Stmt(s.sql.outboxDone).Exec("sent", now, "", id); err != nil {
 				return err
@@ -91,7 +97,7 @@ func (s *Store) MailSent(ctx context.Context, ids ...int64) error {
 
 // MailRetry records a temporary failure and when to try again.
 func (s *Store) MailRetry(ctx context.Context, id int64, reason string, next time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.writeBackground(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Stmt(s.sql.outboxRetry).Exec(ceilUnix(next), reason, id); err != nil {
 			return err
 		}
@@ -112,7 +118,7 @@ func ceilUnix(t time.Time) int64 {
 // MailFailed records a permanent failure, visibly on the ticket and in status.
 func (s *Store) MailFailed(ctx context.Context, id int64, reason string) error {
 	now := time.Now()
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.writeBackground(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Stmt(s.sql.outboxDone).Exec("failed", now.Unix(), reason, id); err != nil {
 			return err
 		}
@@ -146,7 +152,7 @@ func (s *Store) ComposeDue(ctx context.Context, limit int) ([]ToCompose, error) 
 // composed twice (a crash between composing and this commit) is stored once.
 func (s *Store) Composed(ctx context.Context, mails []Composed) error {
 	now := time.Now().Unix()
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeBackground(ctx, func(tx *sql.Tx) error {
 		for _, m := range mails {
 			if m.Err != nil {
 				if _, err := tx.Stmt(s.sql.composeFailed).Exec(m.Err.Error(), now, m.OutboxID); err != nil {

@@ -107,7 +107,7 @@ func (s *Store) ProcessPending(ctx context.Context) (int, error) {
 // it, and the batch waits for the next run.
 func (s *Store) fileBatch(ctx context.Context, batch []*pending) (queued int, err error) {
 	var culprit error
-	err = s.write(ctx, func(tx *sql.Tx) (err error) {
+	err = s.writeBackground(ctx, func(tx *sql.Tx) (err error) {
 		queued, culprit = s.fileAll(tx, batch)
 		return culprit
 	})
@@ -135,7 +135,7 @@ func (s *Store) fileAlone(ctx context.Context, m *pending) (int, error) {
 	for m.attempts < fileAttempts {
 		var n int
 		var fileErr error
-		err := s.write(ctx, func(tx *sql.Tx) error {
+		err := s.writeBackground(ctx, func(tx *sql.Tx) error {
 			n, fileErr = s.file(tx, m)
 			return fileErr
 		})
@@ -154,7 +154,7 @@ func (s *Store) fileAlone(ctx context.Context, m *pending) (int, error) {
 }
 
 func (s *Store) countAttempt(ctx context.Context, m *pending, cause error) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeBackground(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(sqlCountFileAttempt, cause.Error(), m.id)
 		return err
 	})
@@ -173,7 +173,7 @@ func (s *Store) setAside(ctx context.Context, m *pending) error {
 		reason = fmt.Sprintf("filing failed %d times", m.attempts)
 	}
 	now := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeBackground(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(sqlSetAside, reason, now.Unix(), m.id)
 		return err
 	})

@@ -60,9 +60,12 @@ const (
 	sqlComposeFailed   = `UPDATE outbox SET status = 'failed', last_error = ?, done_at = ? WHERE id = ? AND status = 'compose'`
 	sqlComposedMessage = `UPDATE messages SET subject = ?, body = ?, delivery_status = coalesce(?, delivery_status), delivery_error = coalesce(?, delivery_error)
 		WHERE id = (SELECT message_row FROM outbox WHERE id = ?)`
-	sqlComposedLanguage    = `UPDATE tickets SET language = ? WHERE id = (SELECT ticket_id FROM outbox WHERE id = ?) AND language = ''`
-	sqlLogAutoReply        = `INSERT INTO autoreplies (address, ticket_id, at) VALUES (?, ?, ?)`
-	sqlDueMail             = `SELECT id, ticket_id, kind, mail_from, rcpt_to, raw, attempts FROM outbox WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`
+	sqlComposedLanguage = `UPDATE tickets SET language = ? WHERE id = (SELECT ticket_id FROM outbox WHERE id = ?) AND language = ''`
+	sqlLogAutoReply     = `INSERT INTO autoreplies (address, ticket_id, at) VALUES (?, ?, ?)`
+	sqlDueMail          = `SELECT o.id, o.ticket_id, o.kind, o.mail_from, o.rcpt_to, o.raw, o.attempts FROM outbox o
+		JOIN (SELECT id, sum(length(raw)) OVER (ORDER BY next_attempt, id) - length(raw) AS before FROM outbox
+			WHERE status = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2) d ON d.id = o.id
+		WHERE d.before < ?3 ORDER BY o.next_attempt, o.id`
 	sqlNextMailDue         = `SELECT min(next_attempt) FROM outbox WHERE status = 'queued'`
 	sqlOutboxDone          = `UPDATE outbox SET status = ?, done_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?`
 	sqlOutboxRetry         = `UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?`

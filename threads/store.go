@@ -293,5 +293,14 @@ func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.writer == nil {
 		return errors.New("store opened for reading only")
 	}
-	return s.writer.do(ctx, fn)
+	return s.writer.do(ctx, fn, false)
+}
+
+// writeBackground is write for work no sender waits on (filing, composing, delivery
+// marks): it is committed after, never together with, the accepts queued beside it.
+func (s *Store) writeBackground(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.writer == nil {
+		return errors.New("store opened for reading only")
+	}
+	return s.writer.do(ctx, fn, true)
 }

@@ -28,8 +28,9 @@ type writer struct {
 }
 
 type writeOp struct {
-	apply  func(*sql.Tx) error
-	result chan error // buffered: the writer never blocks on a caller
+	apply      func(*sql.Tx) error
+	result     chan error // buffered: the writer never blocks on a caller
+	background bool       // filing, composing, delivery marks: never in a sender's commit
 }
 
 func startWriter(db *sql.DB, log *slog.Logger) *writer {
@@ -46,8 +47,8 @@ func startWriter(db *sql.DB, log *slog.Logger) *writer {
 
 // do queues fn and waits until the transaction that ran it has committed (nil) or failed.
 // Once queued, an operation is always answered: ctx only bounds the wait for a queue slot.
-func (w *writer) do(ctx context.Context, fn func(*sql.Tx) error) error {
-	op := &writeOp{apply: fn, result: make(chan error, 1)}
+func (w *writer) do(ctx context.Context, fn func(*sql.Tx) error, background bool) error {
+	op := &writeOp{apply: fn, result: make(chan error, 1), background: background}
 	select {
 	case w.queue <- op:
 	case <-w.done:
@@ -75,26 +76,53 @@ func (w *writer) stop() {
 
 func (w *writer) run() {
 	defer close(w.done)
-	batch := make([]*writeOp, 0, maxBatch)
+	var fg, bg []*writeOp
+	deferred := 0 // commits of senders' writes while background work waited
 	for {
-		select {
-		case op := <-w.queue:
-			batch = append(batch[:0], op)
-		case <-w.quit:
-			w.drain()
-			return
-		}
-	fill:
-		for len(batch) < maxBatch {
+		if len(fg) == 0 && len(bg) == 0 {
 			select {
 			case op := <-w.queue:
-				batch = append(batch, op)
+				fg, bg = sortOp(fg, bg, op)
+			case <-w.quit:
+				w.drain()
+				return
+			}
+		}
+	fill:
+		for len(fg)+len(bg) < maxBatch {
+			select {
+			case op := <-w.queue:
+				fg, bg = sortOp(fg, bg, op)
 			default:
 				break fill
 			}
 		}
-		w.commitBatch(batch)
+		// Senders first: their commit never carries background work, and background
+		// work waits while senders keep coming, up to maxDeferred of their commits.
+		if len(fg) > 0 && (len(bg) == 0 || deferred < maxDeferred) {
+			w.commitBatch(fg)
+			fg = fg[:0]
+			if len(bg) > 0 {
+				deferred++
+			}
+			continue
+		}
+		if len(bg) > 0 {
+			w.commitBatch(bg)
+			bg, deferred = bg[:0], 0
+		}
 	}
+}
+
+// maxDeferred bounds how many commits of senders' writes may pass background work
+// that is waiting (filing, composing and delivery marks still progress under load).
+const maxDeferred = 4
+
+func sortOp(fg, bg []*writeOp, op *writeOp) ([]*writeOp, []*writeOp) {
+	if op.background {
+		return fg, append(bg, op)
+	}
+	return append(fg, op), bg
 }
 
 // drain answers what was queued before stop, so no caller waits forever.

@@ -227,7 +227,7 @@ func TestShowOutboxPrintsMailAsSent(t *testing.T) {
 		}
 		return false
 	})
-	files, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg), "data", "outbox", "*.eml"))
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg), "data", "outbox", "[^.]*.eml"))
 	if len(files) != 1 {
 		t.Fatalf("%d files in the dir transport, want 1", len(files))
 	}

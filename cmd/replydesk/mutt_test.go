@@ -29,6 +29,9 @@ func dirMails(t *testing.T, dir string) []dirMail {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
 	var out []dirMail
 	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), ".") {
+			continue // the dir transport's file being written
+		}
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
