@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,32 @@ import (
 
 	"github.com/replydesk/replydesk/threads"
 )
+
+// serveInProcess runs the serve command in this process on cfg until the test ends,
+// once it listens on addr; stop ends it earlier (idempotent).
+func serveInProcess(t *testing.T, cfg, addr string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-exited:
+			case <-time.After(15 * time.Second):
+				t.Error("serve did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	waitFor(t, "serve to listen", func() bool { return sendProbe(addr) })
+	return stop
+}
 
 // Several MTA pipe deliveries on a data dir that does not exist yet: every one must be
 // stored (exit 0), none may lose the race to create the schema (exit 75).
@@ -58,19 +83,7 @@ func TestBackupWhileServing(t *testing.T) {
 	t.Parallel()
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n", addr))
-	ctx, stop := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() {
-		var out, errOut bytes.Buffer
-		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
-	}()
-	waitFor(t, "the listener", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	stop := serveInProcess(t, cfg, addr)
 	for i := range 5 {
 		raw := strings.Replace(customerMail, "first@example.com", fmt.Sprintf("b%d@example.com", i), 1)
 		if err := sendMail(addr, "alice@example.com", raw); err != nil {
@@ -97,11 +110,6 @@ func TestBackupWhileServing(t *testing.T) {
 		t.Fatalf("backup over an existing file: exit %d %s", code, errOut)
 	}
 	stop()
-	select {
-	case <-exited:
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
 
 	// Restore: the copy becomes the data dir's database.
 	restored := writeConfig(t, "")
@@ -135,14 +143,7 @@ func TestRaw8BitSendersDoNotStopFiling(t *testing.T) {
 	t.Parallel()
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n\n[[agent]]\nemail = \"ana@example.test\"\nqueues = [\"support\"]\n", addr))
-	ctx, stop := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() {
-		var out, errOut bytes.Buffer
-		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
-	}()
-	defer func() { stop(); <-exited }()
-	waitFor(t, "the listener", func() bool { return sendProbe(addr) })
+	serveInProcess(t, cfg, addr)
 	bad := []string{
 		"From: M\xfcller <m\xfcller@example.com>\r\n",
 		"From: Anna <anna@example.com>\r\nSender: B\xe4ckerei <b\xe4cker@example.com>\r\n",
@@ -205,14 +206,7 @@ func TestShowOutboxPrintsMailAsSent(t *testing.T) {
 	t.Parallel()
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n", addr))
-	ctx, stop := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() {
-		var out, errOut bytes.Buffer
-		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
-	}()
-	defer func() { stop(); <-exited }()
-	waitFor(t, "the listener", func() bool { return sendProbe(addr) })
+	serveInProcess(t, cfg, addr)
 	if err := sendMail(addr, "alice@example.com", customerMail); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/mail"
 	"os"
@@ -65,14 +64,7 @@ func TestMuttAgentWorkflow(t *testing.T) {
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n\n[[agent]]\nemail = \"ana@example.test\"\nname = \"Ana\"\nqueues = [\"support\"]\n\n[[agent]]\nemail = \"bo@example.test\"\nname = \"Bo\"\nqueues = [\"support\"]\n", addr))
 	outbox := filepath.Join(filepath.Dir(cfg), "data", "outbox")
-	ctx, stop := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() {
-		var out, errOut bytes.Buffer
-		exited <- run(ctx, []string{"serve", "-config", cfg}, strings.NewReader(""), &out, &errOut)
-	}()
-	defer func() { stop(); <-exited }()
-	waitFor(t, "the listener", func() bool { return sendProbe(addr) })
+	serveInProcess(t, cfg, addr)
 	port := addr[strings.LastIndexByte(addr, ':')+1:]
 
 	swaks := exec.Command("swaks", "--server", addr, "--to", "support@example.test", "--from", "alice@example.com",
