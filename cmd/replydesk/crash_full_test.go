@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -65,34 +63,15 @@ email = "cy@example.test"
 queues = ["support"]
 `, addr, sh.addr, keyFile))
 	srv := startServe(t, bin, cfg, addr)
-	var acked sync.Map
-	var nAcked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for s := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				from := fmt.Sprintf("c%d-%d@example.com", s, i)
-				id := fmt.Sprintf("s%d-m%d@full.test", s, i)
-				if sendMail(addr, from, customerMessage(from, id, "Invoice charged twice", "Invoice 7 was charged twice.")) == nil {
-					acked.Store(id, true)
-					nAcked.Add(1)
-				}
-			}
-		}()
-	}
+	load := streamMail(addr, 8, func(s, i int) (from, id, raw string) {
+		from, id = fmt.Sprintf("c%d-%d@example.com", s, i), fmt.Sprintf("s%d-m%d@full.test", s, i)
+		return from, id, customerMessage(from, id, "Invoice charged twice", "Invoice 7 was charged twice.")
+	})
+	acked, nAcked := &load.acked, &load.nAcked
 	waitFor(t, "mail acknowledged and some of it answered", func() bool { return nAcked.Load() >= 300 && len(sh.mails()) >= 50 })
 	srv.Process.Signal(syscall.SIGKILL)
 	srv.Wait()
-	close(stop)
-	wg.Wait()
+	load.stop()
 	delivered := len(sh.mails())
 
 	srv = startServe(t, bin, cfg, addr)

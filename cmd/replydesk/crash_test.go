@@ -47,6 +47,46 @@ func sendProbe(addr string) bool {
 	return err == nil
 }
 
+// mailStream is sessions goroutines sending mail to serve, one new connection a message,
+// until stop; acked holds the Message-IDs that got 250.
+type mailStream struct {
+	acked         sync.Map
+	nAcked, nSent atomic.Int64
+	done          chan struct{}
+	wg            sync.WaitGroup
+}
+
+// streamMail starts it; mail(s, i) is message i of session s.
+func streamMail(addr string, sessions int, mail func(s, i int) (from, id, raw string)) *mailStream {
+	st := &mailStream{done: make(chan struct{})}
+	for s := range sessions {
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-st.done:
+					return
+				default:
+				}
+				from, id, raw := mail(s, i)
+				st.nSent.Add(1)
+				if sendMail(addr, from, raw) == nil {
+					st.acked.Store(id, true)
+					st.nAcked.Add(1)
+				}
+			}
+		}()
+	}
+	return st
+}
+
+// stop ends the stream and waits for its sessions.
+func (st *mailStream) stop() {
+	close(st.done)
+	st.wg.Wait()
+}
+
 // TestCrashLosesNothingAcknowledged: 8 sessions stream mail; the server is killed with
 // SIGKILL mid-stream and restarted. Every message that got 250 must be stored exactly
 // once and filed into a ticket. Five rounds.
@@ -66,36 +106,17 @@ func crashRound(t *testing.T, bin string, round int) {
 	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n", addr))
 	srv := startServe(t, bin, cfg, addr)
 
-	var acked sync.Map
-	var nAcked, nSent atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for s := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := fmt.Sprintf("r%d-s%d-m%d@crash.test", round, s, i)
-				raw := fmt.Sprintf("From: c%d@example.com\r\nTo: support@example.test\r\nSubject: crash %s\r\nMessage-ID: <%s>\r\n\r\nbody %s\r\n", s, id, id, id)
-				nSent.Add(1)
-				if sendMail(addr, fmt.Sprintf("c%d@example.com", s), raw) == nil {
-					acked.Store(id, true)
-					nAcked.Add(1)
-				}
-			}
-		}()
-	}
+	load := streamMail(addr, 8, func(s, i int) (from, id, raw string) {
+		id = fmt.Sprintf("r%d-s%d-m%d@crash.test", round, s, i)
+		from = fmt.Sprintf("c%d@example.com", s)
+		return from, id, fmt.Sprintf("From: %s\r\nTo: support@example.test\r\nSubject: crash %s\r\nMessage-ID: <%s>\r\n\r\nbody %s\r\n", from, id, id, id)
+	})
+	acked, nAcked, nSent := &load.acked, &load.nAcked, &load.nSent
 	// Kill at a different point each round.
 	waitFor(t, "some acknowledged mail", func() bool { return nAcked.Load() >= int64(100*round) })
 	srv.Process.Signal(syscall.SIGKILL)
 	srv.Wait()
-	close(stop)
-	wg.Wait()
+	load.stop()
 
 	srv = startServe(t, bin, cfg, addr)
 	defer func() {
