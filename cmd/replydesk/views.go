@@ -50,7 +50,7 @@ var ticketsCommand = command{
 }
 
 var showCommand = command{
-	summary: "show one ticket with its messages (-inbox: one received message, filed or set aside)",
+	summary: "show one ticket with its messages (-inbox N: a received message, filed or set aside; -outbox N: a mail as sent)",
 	usage:   "N",
 	setup: func(fs *flag.FlagSet) func(context.Context, *cmdEnv, []string) error {
 		asJSON := fs.Bool("json", false, "print one JSON object")
