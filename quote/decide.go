@@ -141,7 +141,7 @@ func (p *plan) quoteOnly(ls *lineSet) {
 		switch p.cls[i] {
 		case cEmpty:
 		case cQuote:
-			if first < 0 {
+			if first < 0 && !p.drop[i] {
 				first = i
 			}
 		default:

@@ -27,7 +27,7 @@ func StripHTML(src string) Result {
 	var quoted, sig []string
 	for _, n := range cut.remove {
 		text := render(n)
-		n.Parent.RemoveChild(n)
+		removeAndPrune(n)
 		if text != "" {
 			if cut.signature[n] {
 				sig = append(sig, text)
@@ -46,6 +46,34 @@ func StripHTML(src string) Result {
 	r.Quoted = joinNonEmpty(append([]string{r.Quoted}, quoted...))
 	r.Signature = strings.TrimSpace(strings.Join(append([]string{r.Signature}, sig...), "\n"))
 	return r
+}
+
+// removeAndPrune removes n, then each ancestor left without content (see pruneUp).
+func removeAndPrune(n *html.Node) {
+	parent := n.Parent
+	parent.RemoveChild(n)
+	pruneUp(parent)
+}
+
+// pruneUp removes n and its ancestors as long as they have no content, so that a bold
+// element that held only the quote leaves no empty "**" behind.
+func pruneUp(n *html.Node) {
+	for n != nil && n.Type == html.ElementNode && n.DataAtom != atom.Body && n.DataAtom != atom.Html &&
+		n.Parent != nil && empty(n) {
+		parent := n.Parent
+		parent.RemoveChild(n)
+		n = parent
+	}
+}
+
+// empty reports whether n has no children but blank text.
+func empty(n *html.Node) bool {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type != html.TextNode || !isBlank(c.Data) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseBounded parses src (html.Parse fails only on a reader error, which a string
@@ -238,7 +266,9 @@ func cutAfter(n *html.Node) string {
 	for cur := n; cur.Parent != nil; cur = cur.Parent {
 		chain = append(chain, cur)
 	}
+	parent := n.Parent
 	holder := &html.Node{Type: html.ElementNode, Data: "div", DataAtom: atom.Div}
+	defer pruneUp(parent)
 	for k, cur := range chain {
 		start := cur.NextSibling
 		if k == 0 {

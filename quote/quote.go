@@ -14,13 +14,18 @@
 //   - Text followed by an attribution ("On … wrote:", "El … escribió:", "Em … escreveu:",
 //     "Le … a écrit :", "Am … schrieb …:" and more, also wrapped over several lines), a
 //     forward or "-----Original Message-----" marker or an Outlook From:/Sent:/To:/Subject:
-//     block: everything from that line on is quoted, unless the reply is interleaved (the
-//     quote is followed by more text and then by more quote).
+//     block: everything from that line on is quoted, unless text that is not a signature
+//     follows the '>' quote below it: then the quote is answered inline, and only the
+//     attribution goes.
 //   - An attribution at the very top (a bottom-posted reply) is dropped, and so is the quote
 //     right after it when the reply follows it in one piece.
 //   - Trailing '>' quotes go; '>' quotes followed by text stay (inline answers need them).
-//   - The signature is what follows "-- " (or a long delimiter line followed by at most ten
-//     lines), plus trailing "Sent from my iPhone"-style lines.
+//     A message that is nothing but quote stays, unless it starts with an attribution.
+//   - The signature is what follows "-- " (or a delimiter line of four characters or more,
+//     "________", followed by at most ten lines), plus trailing "Sent from my
+//     iPhone"-style lines in en, es, pt, fr, de and more.
+//
+// Lines inside ``` fences are text, whatever they look like.
 //
 // Nothing is destroyed: Result holds the new text, the quoted part and the signature, and
 // callers keep the raw message.
