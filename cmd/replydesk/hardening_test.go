@@ -233,3 +233,40 @@ func TestShowOutboxPrintsMailAsSent(t *testing.T) {
 		t.Fatalf("show -outbox: exit %d %s\n%s\nwant the delivered file:\n%s", code, errOut, out, delivered)
 	}
 }
+
+// reply and note from the shell take the path of a mail from the agent: commands run,
+// the text is relayed (serve composes and sends it), a note stays internal.
+func TestReplyAndNoteFromTheShell(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, "[[agent]]\nemail = \"ana@example.test\"\nname = \"Ana\"\nqueues = [\"support\"]\n")
+	if code, _, errOut := runCmd(t, customerMail, "ingest", "-config", cfg); code != 0 {
+		t.Fatalf("ingest: %s", errOut)
+	}
+	if code, _, errOut := runCmd(t, "", "reply", "1", "-as", "mallory@evil.example", "-m", "hi", "-config", cfg); code == 0 || !strings.Contains(errOut, "not an [[agent]]") {
+		t.Fatalf("reply as a non-agent: exit %d %s", code, errOut)
+	}
+	code, out, errOut := runCmd(t, "", "reply", "1", "-as", "ana@example.test", "-m", "#priority high\n\nPlease unplug it.", "-config", cfg)
+	if code != 0 || !strings.Contains(out, "filed into #1") {
+		t.Fatalf("reply: exit %d %s%s", code, out, errOut)
+	}
+	if code, _, errOut := runCmd(t, "", "note", "1", "-as", "ana@example.test", "-m", "Reseller: check the contract.", "-config", cfg); code != 0 {
+		t.Fatalf("note: %s", errOut)
+	}
+	var tk threads.Ticket
+	_, out, _ = runCmd(t, "", "show", "1", "-json", "-config", cfg)
+	if err := json.Unmarshal([]byte(out), &tk); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	relays := 0
+	for _, m := range tk.Messages {
+		kinds[m.Direction+"/"+m.Kind]++
+		if m.Direction == "out" && len(m.Flags) > 0 && m.Flags[0] == "agent_reply" && m.To[0] == "alice@example.com" {
+			relays++
+		}
+	}
+	if tk.Status != "pending" || tk.Priority != "high" || tk.Assignee != "ana@example.test" ||
+		kinds["in/agent"] != 1 || kinds["in/note"] != 1 || relays != 1 {
+		t.Fatalf("after reply and note: status %s priority %s assignee %q, messages %v, relays %d", tk.Status, tk.Priority, tk.Assignee, kinds, relays)
+	}
+}
