@@ -258,8 +258,11 @@ func attributionStart(t string) bool {
 	if isDigit(t[0]) || strings.ContainsAny(t, "@<") {
 		return true
 	}
-	s := strings.ToLower(strings.TrimLeft(t, " -*"))
-	return hasDigit(s) && startsWithWord(s, attrLeads) || strings.Contains(s, " via ")
+	s := strings.TrimLeft(t, " -*")
+	if hasDigit(s) && s != "" && mayBeMarker(s) {
+		return true
+	}
+	return strings.Contains(s, " via ") || strings.Contains(s, " Via ")
 }
 
 // wrappedAttribution returns the last line of the attribution that starts at line i with

@@ -26,8 +26,12 @@ func isMobileSignature(t string) bool {
 		return false
 	}
 	s := strings.Trim(stripMarkdownLinks(t), " ()<>*_")
+	if s == "" {
+		return false
+	}
+	first := s[0] | 0x20 // ASCII lowercase; the prefixes are lowercase
 	for _, p := range mobilePrefixes {
-		if len(s) < len(p) || !strings.EqualFold(s[:len(p)], p) {
+		if p[0] != first && p[0] < utf8.RuneSelf || len(s) < len(p) || !strings.EqualFold(s[:len(p)], p) {
 			continue
 		}
 		if p == "von meinem " || p == "diese nachricht wurde von " {
