@@ -1209,7 +1209,8 @@ func (w *walker) body() string {
 		}
 		return plain
 	}
-	text, err := html2text.FromString(strings.Join(w.html, "\n"))
+	// A sender's deeply nested HTML would make the parser under html2text take minutes.
+	text, err := html2text.FromString(quote.LimitNesting(strings.Join(w.html, "\n")))
 	if err != nil {
 		w.p.note("html: " + err.Error())
 		return strings.Join(w.html, "\n")
