@@ -135,7 +135,7 @@ func TestServeTakesMailFromIMAP(t *testing.T) {
 // across token lifetimes, and a revoked token shows in status at once.
 func TestIMAPRefreshTokenFile(t *testing.T) {
 	t.Parallel()
-	ts := imaptest.StartTokenServer(t, 3*time.Second)
+	ts := imaptest.StartTokenServer(t, 6*time.Second)
 	mem := imaptest.StartMem(t, imaptest.MemOptions{XOAUTH2: ts.Check})
 	dir := t.TempDir()
 	rtFile := filepath.Join(dir, "refresh-token")
@@ -153,7 +153,7 @@ refresh_token_file = %q
 	}
 	appendMail("o1@example.com")
 	waitFor(t, "the first message", func() bool { return readStatus(t, cfg).Accepted == 1 })
-	time.Sleep(4 * time.Second) // the first access token has expired
+	time.Sleep(7 * time.Second) // the first access token has expired
 	appendMail("o2@example.com")
 	waitFor(t, "the second message", func() bool { return readStatus(t, cfg).Accepted == 2 })
 	current, requests := ts.Current()

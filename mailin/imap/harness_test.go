@@ -52,6 +52,7 @@ type recordingStore struct {
 	failBefore  int // fail this many commits with messages, storing nothing
 	failAfter   int // commit, then fail this many: as if the process died before the move
 	commitCalls int
+	delay       time.Duration // each commit with messages takes at least this long (a slow disk)
 }
 
 var errInjected = errors.New("injected failure")
@@ -64,7 +65,11 @@ func (r *recordingStore) AcceptMailbox(ctx context.Context, cp mailin.Checkpoint
 		r.mu.Unlock()
 		return nil, errInjected
 	}
+	delay := r.delay
 	r.mu.Unlock()
+	if len(msgs) > 0 {
+		time.Sleep(delay)
+	}
 	rcs, err := r.Store.AcceptMailbox(ctx, cp, msgs, skipped)
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,6 +3,7 @@ package imap_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +50,7 @@ func (m *memRefresh) get() (string, int) {
 // at once and to the operator.
 func TestXOAUTH2RefreshRotateRevoke(t *testing.T) {
 	t.Parallel()
-	ts := imaptest.StartTokenServer(t, 3*time.Second)
+	ts := imaptest.StartTokenServer(t, 6*time.Second)
 	mem := imaptest.StartMem(t, imaptest.MemOptions{XOAUTH2: ts.Check})
 	s := &server{kind: "memserver", direct: mem.Addr, proxy: imaptest.StartProxy(t, mem.Addr)}
 	rs := &memRefresh{token: "rt-0"}
@@ -60,7 +61,7 @@ func TestXOAUTH2RefreshRotateRevoke(t *testing.T) {
 	appendMail := func(id string) { mem.Deliver(t, "INBOX", mail(id)) } // in XOAUTH2 mode LOGIN is refused
 	appendMail("o1")
 	waitFor(t, "the first message", func() bool { return h.accepted() == 1 })
-	time.Sleep(4 * time.Second) // past the first token's expiry
+	time.Sleep(7 * time.Second) // past the first token's expiry
 	appendMail("o2")
 	waitFor(t, "the second message, under a later token", func() bool { return h.accepted() == 2 })
 
@@ -89,6 +90,37 @@ func TestXOAUTH2RefreshRotateRevoke(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestXOAUTH2LongBackfillRenews: a backfill that takes longer than an access token
+// lives reconnects with a fresh token between batches (from the checkpoint), so no
+// session outlives its token, and every message is taken in once.
+func TestXOAUTH2LongBackfillRenews(t *testing.T) {
+	t.Parallel()
+	ts := imaptest.StartTokenServer(t, 8*time.Second) // renewed 2 s before expiry
+	mem := imaptest.StartMem(t, imaptest.MemOptions{XOAUTH2: ts.Check})
+	const n = 160
+	for i := range n {
+		mem.Deliver(t, "INBOX", mail(fmt.Sprintf("b%d", i)))
+	}
+	s := &server{kind: "memserver", direct: mem.Addr, proxy: imaptest.StartProxy(t, mem.Addr)}
+	h := newHarness(t, s, func(c *imap.Config) {
+		c.Password = ""
+		c.BatchBytes = 1024 // about 4 messages a batch: 40 commits
+		c.Tokens = &imap.OAuth2{TokenURL: ts.URL, ClientID: "cid", ClientSecret: "csecret", Refresh: &memRefresh{token: "rt-0"}}
+	})
+	h.store.delay = 250 * time.Millisecond // 40 commits: over 10 s, longer than a token lives
+	h.start()
+	waitFor(t, "the backfill", func() bool { return h.accepted() == n })
+	if got := len(h.store.handed()); got != n {
+		t.Errorf("handed %d messages to the store, want %d (none twice)", got, n)
+	}
+	if cuts := mem.ExpiredCuts(); cuts != 0 {
+		t.Errorf("%d sessions outlived their token", cuts)
+	}
+	if logins := mem.Logins(); logins < 2 {
+		t.Errorf("%d logins: the backfill was not renewed", logins)
+	}
 }
 
 // TestOAuth2TokenSource: a token is reused while fresh and refreshed near expiry; a

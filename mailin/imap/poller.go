@@ -61,6 +61,11 @@ const shutdownGrace = 10 * time.Second
 // errRenew ends a session so that the next one authenticates with a fresh token.
 var errRenew = errors.New("access token about to expire: reconnecting with a fresh one")
 
+// renewDue: the session's access token is about to expire (XOAUTH2).
+func (p *Poller) renewDue() bool {
+	return !p.renewAt.IsZero() && !time.Now().Before(p.renewAt)
+}
+
 // Run takes mail in until ctx ends: connect, take in what waits, wait for more (IDLE
 // where offered, polling otherwise), and after any failure reconnect with exponential
 // backoff and jitter. When ctx ends it finishes the batch in hand and logs out.
@@ -121,23 +126,20 @@ func (p *Poller) session(ctx context.Context) (synced bool, err error) {
 		return false, err
 	}
 	for {
-		if err := m.sync(ctx); err != nil {
-			if ctx.Err() != nil {
-				return synced, nil
+		err := m.sync(ctx)
+		if err == nil {
+			synced = true
+			p.synced(m)
+			if ctx.Err() == nil {
+				err = m.wait(ctx)
 			}
-			return synced, err
 		}
-		synced = true
-		p.synced(m)
-		if ctx.Err() == nil {
-			err = m.wait(ctx)
-		}
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil, errors.Is(err, errRenew):
 			c.Logout().Wait()
-			return true, nil
-		}
-		if err != nil {
-			return true, err
+			return synced, err
+		case err != nil:
+			return synced, err
 		}
 	}
 }
@@ -148,7 +150,9 @@ func (p *Poller) synced(m *mailbox) {
 	if m.idle {
 		mode = "idle"
 	}
-	changed := !p.state.Connected || p.state.Mode != mode || p.state.Waiting != m.waiting
+	// The count waiting alone is not worth a write per message: it goes out with the
+	// next write (at most stateEvery later).
+	changed := !p.state.Connected || p.state.Mode != mode
 	p.state.Connected, p.state.Mode, p.state.Waiting = true, mode, m.waiting
 	p.state.LastOK = time.Now()
 	p.writeState(changed)

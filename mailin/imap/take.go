@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -13,8 +15,13 @@ import (
 	"github.com/replydesk/replydesk/mailin"
 )
 
-// metaChunk is how many messages one FETCH of sizes and dates covers.
-const metaChunk = 1000
+// metaChunk is how many messages one FETCH of sizes and dates covers; batchMessages
+// bounds a batch (one commit, one move) besides BatchBytes, so that a backfill's commit
+// holds the store's writer only briefly (SMTP sessions queue behind it).
+const (
+	metaChunk     = 1000
+	batchMessages = 500
+)
 
 // fetchAttempts: a message that fails to fetch this often is left on the server, flagged.
 const fetchAttempts = 3
@@ -25,6 +32,8 @@ type batch struct {
 	skipped []mailin.Skipped
 	failed  []imap.UID // not fetched this time; tried again at the next sync
 	last    imap.UID   // the highest UID the batch covers
+	fetch   time.Duration
+	commit  time.Duration
 }
 
 // meta is what a message's size fetch says.
@@ -34,39 +43,76 @@ type meta struct {
 	internal time.Time
 }
 
-// takeIn fetches uids in batches bounded by bytes and commits each, the next batch being
-// fetched while the one before is committed and moved (one connection, pipelined).
+// takeIn fetches uids in batches bounded by bytes and commits each, as a pipeline of
+// three stages: while one batch is committed, the next is fetched and the one before is
+// moved (the store's fsync and the server's work overlap). A batch is moved only after
+// its commit returned.
 func (m *mailbox) takeIn(ctx context.Context, uids []imap.UID) error {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan *batch, 1)
-	fetchErr := make(chan error, 1)
+	fetched, stored := make(chan *batch, 1), make(chan *batch, 1)
+	var fetchErr, moveErr error
+	var moveFailed atomic.Bool
+	var stages sync.WaitGroup
+	stages.Add(2)
 	go func() {
-		defer close(batches)
-		fetchErr <- m.fetchAll(fctx, uids, batches)
+		defer stages.Done()
+		defer close(fetched)
+		fetchErr = m.fetchAll(fctx, uids, fetched)
+	}()
+	go func() {
+		defer stages.Done()
+		for b := range stored {
+			if moveErr == nil && m.p.renewDue() {
+				moveErr = errRenew // moved by the next session (below the checkpoint)
+				cancel()
+			}
+			if moveErr == nil {
+				if moveErr = m.finishBatch(b); moveErr != nil {
+					moveFailed.Store(true)
+					cancel()
+				}
+			}
+		}
 	}()
 	prog := newProgress(m.p, len(uids))
 	var err error
-	for b := range batches {
-		if err == nil {
-			err = m.commit(ctx, b)
-			prog.done(m, len(b.msgs)+len(b.skipped)+len(b.failed))
+	for b := range fetched {
+		if err == nil && m.p.renewDue() {
+			err = errRenew // fetched again by the next session, under a fresh token
+			cancel()
 		}
-		if err != nil {
-			cancel() // drain: the fetcher stops after the batch in hand
+		if err != nil || moveFailed.Load() {
+			continue // drain: the fetcher stops after the batch in hand
 		}
+		if err = m.commit(ctx, b); err != nil {
+			cancel()
+			continue
+		}
+		prog.done(m, len(b.msgs)+len(b.skipped)+len(b.failed))
+		stored <- b
 	}
-	if ferr := <-fetchErr; err == nil && ctx.Err() == nil {
-		err = ferr
-	}
+	close(stored)
+	stages.Wait()
 	prog.finish(m)
-	return err
+	switch {
+	case err != nil:
+		return err
+	case moveErr != nil:
+		return moveErr
+	case ctx.Err() == nil:
+		return fetchErr
+	}
+	return nil
 }
 
 // fetchAll fetches sizes and dates for a chunk, then the bodies in batches of at most
 // BatchBytes, and hands each batch over.
 func (m *mailbox) fetchAll(ctx context.Context, uids []imap.UID, out chan<- *batch) error {
 	for len(uids) > 0 && ctx.Err() == nil {
+		if m.p.renewDue() {
+			return errRenew // a long backfill goes on under a fresh token, from the checkpoint
+		}
 		chunk := uids[:min(metaChunk, len(uids))]
 		uids = uids[len(chunk):]
 		metas, err := m.fetchMeta(chunk)
@@ -75,14 +121,19 @@ func (m *mailbox) fetchAll(ctx context.Context, uids []imap.UID, out chan<- *bat
 		}
 		for len(metas) > 0 && ctx.Err() == nil {
 			n, bytes := 0, int64(0)
-			for n < len(metas) && (n == 0 || bytes+metas[n].size <= m.p.cfg.BatchBytes) {
+			for n < len(metas) && (n == 0 || n < batchMessages && bytes+metas[n].size <= m.p.cfg.BatchBytes) {
 				bytes += metas[n].size
 				n++
 			}
+			if m.p.renewDue() {
+				return errRenew
+			}
+			start := time.Now()
 			b, err := m.fetchBodies(metas[:n])
 			if err != nil {
 				return err
 			}
+			b.fetch = time.Since(start)
 			metas = metas[n:]
 			select {
 			case out <- b:
@@ -217,8 +268,8 @@ func (m *mailbox) skip(md meta, reason string) mailin.Skipped {
 	return mailin.Skipped{UID: uint32(md.uid), Size: md.size, Reason: reason, At: time.Now()}
 }
 
-// commit stores a batch with the checkpoint, then moves (or flags) what it stored and
-// flags what it skipped. The checkpoint never passes a message that failed to fetch.
+// commit stores a batch with the checkpoint. The checkpoint never passes a message that
+// failed to fetch.
 func (m *mailbox) commit(ctx context.Context, b *batch) error {
 	if len(b.failed) > 0 && (m.hold == 0 || b.failed[0] < m.hold) {
 		m.hold = b.failed[0]
@@ -231,15 +282,15 @@ func (m *mailbox) commit(ctx context.Context, b *batch) error {
 	cp.LastUID = max(cp.LastUID, uint32(last))
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
+	start := time.Now()
 	rcs, err := m.p.store.AcceptMailbox(wctx, cp, b.msgs, b.skipped)
 	if err != nil {
 		return err
 	}
+	b.commit = time.Since(start)
 	m.cp = cp
-	taken := make([]imap.UID, 0, len(b.msgs))
 	dups := 0
 	for i, f := range b.msgs {
-		taken = append(taken, imap.UID(f.UID))
 		if rcs[i].Duplicate {
 			dups++
 		}
@@ -248,10 +299,21 @@ func (m *mailbox) commit(ctx context.Context, b *batch) error {
 	if len(b.msgs) > 0 {
 		m.p.log.Info("messages taken in", "stored", len(b.msgs)-dups, "duplicates", dups, "checkpoint", cp.LastUID)
 	}
+	return nil
+}
+
+// finishBatch moves (or flags) what a committed batch stored, and flags what it skipped.
+func (m *mailbox) finishBatch(b *batch) error {
+	start := time.Now()
+	taken := make([]imap.UID, 0, len(b.msgs))
+	for _, f := range b.msgs {
+		taken = append(taken, imap.UID(f.UID))
+	}
 	if err := m.finish(taken); err != nil {
 		return err
 	}
 	m.flagSkipped(b.skipped)
+	m.p.log.Debug("batch timings", "messages", len(b.msgs), "fetch", b.fetch, "commit", b.commit, "move", time.Since(start))
 	return nil
 }
 
