@@ -7,7 +7,9 @@
 # tickets. The rate counts from serve's start until the last message is filed. In the same
 # run, on the same mailbox, Python's imaplib fetches every message raw (BODY.PEEK[] in
 # chunks of 500, one connection: ../shared/peers/imap-check.py --fetch-all), the server's
-# own ceiling. Every run gets a fresh Dovecot and a fresh store. Defaults: 3 runs of
+# own ceiling; and imaplib doing the server's part of the work (fetch, then UID MOVE per
+# chunk), the ceiling of any client that moves what it takes. Every run gets a fresh
+# Dovecot and a fresh store. Defaults: 3 runs of
 # 20,000 messages of 4 KiB. Prints every run and the medians.
 #
 # BENCH_LOGS=DIR keeps each serve's log there (REPLYDESK_LOG=debug adds per-batch timings).
@@ -71,6 +73,31 @@ imaplib_rate() {
     $py -c 'import json,sys; d=json.load(sys.stdin)["fetch_all"]; print(int(d["msgs_per_s"]), d["messages"])'
 }
 
+# imaplib_take MODE: the same server work as replydesk's, without a store: fetch every
+# message raw in chunks of 500 and move (UID MOVE) or flag (UID STORE) each chunk.
+# Prints msg/s. It changes the mailbox: run it on a Dovecot of its own.
+imaplib_take() {
+  $py - "$IMAP_PORT" "$IMAP_USER" "$IMAP_PASS" "$1" <<'PY'
+import imaplib, sys, time
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1])); m.login(sys.argv[2], sys.argv[3])
+t0 = time.monotonic()
+m.select("INBOX")
+uids = m.uid("SEARCH", None, "ALL")[1][0].split()
+if sys.argv[4] == "move":
+    m.create("Processed")
+n = 0
+for i in range(0, len(uids), 500):
+    part = b",".join(uids[i:i + 500])
+    typ, fd = m.uid("FETCH", part, "(BODY.PEEK[])")
+    n += sum(1 for x in fd if isinstance(x, tuple))
+    if sys.argv[4] == "move":
+        assert m.uid("MOVE", part, "Processed")[0] == "OK"
+    else:
+        assert m.uid("STORE", part, "+FLAGS.SILENT", r"(\Seen $Replydesk)")[0] == "OK"
+print(int(n / (time.monotonic() - t0))); m.logout()
+PY
+}
+
 # replydesk_backfill MODE: prints "<msg/s filed> <s to stored> <s to filed> <peak RSS KiB> <in INBOX after>"
 replydesk_backfill() {
   local mode=$1 d="$work/rd-$RANDOM$RANDOM" processed=""
@@ -94,14 +121,14 @@ $processed
 TOML
   local t0 t_stored="" t_filed="" acc unf
   t0=$(now)
-  REPLYDESK_LOG=${REPLYDESK_LOG:-warn} "$work/replydesk" serve -config "$d/replydesk.toml" 2>"$d/serve.log" &
+  REPLYDESK_LOG=${REPLYDESK_LOG:-warn} "$work/replydesk" serve -config "$d/replydesk.toml" ${SERVE_FLAGS:-} 2>"$d/serve.log" &
   serve_pid=$!
   for _ in $(seq 6000); do
     read -r acc unf < <("$work/replydesk" status -config "$d/replydesk.toml" -json 2>/dev/null |
       $py -c 'import json,sys; s=json.load(sys.stdin); print(s["accepted"], s["unprocessed"])' 2>/dev/null || echo "0 1")
     [ -z "$t_stored" ] && [ "$acc" -ge "$N" ] && t_stored=$(now)
     if [ "$acc" -ge "$N" ] && [ "$unf" = 0 ]; then t_filed=$(now); break; fi
-    sleep 0.1
+    sleep 0.25
   done
   [ -n "$t_filed" ] || { echo "backfill did not finish; log:" >&2; tail -20 "$d/serve.log" >&2; exit 1; }
   local rss; rss=$(awk '/VmHWM/ {print $2}' /proc/$serve_pid/status)
@@ -128,6 +155,10 @@ for run in $(seq "$RUNS"); do
     read -r rate stored filed rss left < <(replydesk_backfill "$mode")
     record "$mode" "$rate" "$rate msg/s filed; all stored after ${stored}s, all filed after ${filed}s; peak RSS ${rss} KiB; $left left untaken in INBOX"
     stop_dovecot
+    start_dovecot
+    trate=$(imaplib_take "$mode")
+    record "take-$mode" "$trate" "$trate msg/s (imaplib: raw fetch + UID $( [ "$mode" = move ] && echo MOVE || echo STORE ) per 500, no store)"
+    stop_dovecot
   done
 done
 
@@ -137,6 +168,7 @@ echo "medians of $RUNS runs, $N messages of ~$avg bytes (Dovecot maildir, one ma
 for mode in $MODES; do
   printf '  replydesk backfill (%s): %6s msg/s stored and threaded\n' "$mode" "$(median "$mode")"
   printf '  imaplib raw fetch:        %6s msg/s (the server'"'"'s ceiling)\n' "$(median "imaplib-$mode")"
+  printf '  imaplib fetch + %-5s     %6s msg/s (the same server work, no store)\n' "$( [ "$mode" = move ] && echo MOVE: || echo STORE: )" "$(median "take-$mode")"
 done
 echo
 echo "every run:"; cut -f1,3 "$results"
