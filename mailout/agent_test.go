@@ -98,9 +98,13 @@ func (d *agentDesk) customerWrites() threads.OutboxItem {
 func agentReply(t *testing.T, from string, to threads.OutboxItem, text string, extra ...string) string {
 	hdr, body, _ := parts(t, to.Raw)
 	quoted := "> " + strings.ReplaceAll(strings.TrimSpace(body), "\n", "\n> ")
+	head := ""
+	for _, e := range extra {
+		head += e + "\r\n"
+	}
 	return fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: Re: %s\r\nMessage-ID: <%s-%d@mail.example.test>\r\nIn-Reply-To: %s\r\n%s\r\n%s\r\n\r\n-- \r\nAna Agent, Acme Support\r\n\r\nOn Mon, 2 Nov 2026 at 10:00, Support <support@example.test> wrote:\r\n%s\r\n",
 		from, hdr.Get("Reply-To"), hdr.Get("Subject"), strings.Split(from, "@")[0], len(text), hdr.Get("Message-Id"),
-		strings.Join(extra, "\r\n"), text, quoted)
+		head, text, quoted)
 }
 
 func TestAgentReplyReachesTheCustomer(t *testing.T) {

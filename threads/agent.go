@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -51,9 +52,9 @@ func (s *Store) agentActs(tx *sql.Tx, f *filing) error {
 	case res.HasNote:
 		f.kind, f.event = "note", "note"
 		f.act = &agentAct{notice: "note", relay: res.Note, lines: []string{fmt.Sprintf("%s added an internal note to ticket #%d:", agent, f.ticket)}}
-	case strings.TrimSpace(res.Reply) != "":
+	case strings.TrimSpace(withoutAgentTokens(res.Reply)) != "":
 		f.event = "agent_reply"
-		f.act = &agentAct{relay: res.Reply}
+		f.act = &agentAct{relay: withoutAgentTokens(res.Reply)}
 		if err := s.collision(tx, f); err != nil {
 			return err
 		}
@@ -67,6 +68,24 @@ func (s *Store) agentActs(tx *sql.Tx, f *filing) error {
 		return s.applyChanges(tx, f.ticket, changes, agent, now)
 	}
 	return nil
+}
+
+// agentTokenLine finds an agent reply token in text (ref:a12-xxxxxxxx-xxxxxxxxxxxxx, or
+// in a support+a12-…@ address).
+var agentTokenLine = regexp.MustCompile(`(?i)\ba[0-9]{1,18}-[a-z2-7]{8}-[a-z2-7]{13}\b`)
+
+// withoutAgentTokens is what of an agent's reply may go to a customer: an agent token
+// must never leave, since with it (and a forged From) anyone could pass for an agent. A
+// quoted notification that quote stripping did not recognise (an unusual client) ends
+// with its token line: the text is cut before the first line holding a token, so the
+// rest of the quote goes too.
+func withoutAgentTokens(text string) string {
+	loc := agentTokenLine.FindStringIndex(text)
+	if loc == nil {
+		return text
+	}
+	start := strings.LastIndexByte(text[:loc[0]], '\n') + 1
+	return strings.TrimRight(text[:start], " \t\r\n")
 }
 
 // commandChanges turns commands into ticket changes (validated as `set` validates them).

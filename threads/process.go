@@ -415,6 +415,16 @@ func (s *Store) placeInTicket(tx *sql.Tx, f *filing) error {
 	}
 	f.ticket = f.routing.ticket
 	var err error
+	if f.routing.duplicate() {
+		// Another copy of a message already filed (sent to two of our addresses): kept,
+		// and it changes nothing: no status, no commands, no mail.
+		f.event = "duplicate"
+		if f.routing.dupKind != "" && !f.auto {
+			f.kind = f.routing.dupKind
+		}
+		_, err = tx.Stmt(s.sql.touchTicket).Exec(now, f.ticket)
+		return err
+	}
 	switch f.kind {
 	case "auto":
 		f.event = "auto_mail"
@@ -516,7 +526,13 @@ func (s *Store) addParticipants(tx *sql.Tx, f *filing) error {
 	case f.event == "opened":
 		role = "customer"
 	default:
-		if ok, err := s.takesPart(tx, f.ticket, from); err != nil || !ok {
+		// A real participant only, and never an agent's address on mail that did not
+		// pass as theirs: a From is forgeable, and whoever it copies would receive every
+		// agent reply on the ticket.
+		if s.isAgent(from) {
+			return nil
+		}
+		if ok, err := s.participates(tx, f.ticket, from); err != nil || !ok {
 			return err
 		}
 	}

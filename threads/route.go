@@ -17,9 +17,20 @@ type routing struct {
 	follows   int64     // a new ticket that follows up this resolved one
 	agent     string    // the agent, when an agent token, the From address and the MTA's checks agree
 	alert     *agentAct // an agent token used by someone it does not pass for: whom to tell
+	dupKind   string    // a duplicate: the kind of the copy filed first
 }
 
 func (r *routing) note(format string, a ...any) { r.notes = append(r.notes, fmt.Sprintf(format, a...)) }
+
+// duplicate: the message is another copy of one already filed.
+func (r *routing) duplicate() bool {
+	for _, f := range r.flags {
+		if f == "duplicate" {
+			return true
+		}
+	}
+	return false
+}
 
 // route decides the ticket of a message (SPEC §3): the first rule that matches wins —
 // reply token, reply headers, subject tag (only for people who take part), else new.
@@ -32,14 +43,14 @@ func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 		// from the same sender: a Message-ID is no secret, and reusing one must not let
 		// anyone into someone else's ticket.
 		var t int64
-		var sender string
-		err := tx.Stmt(s.sql.messageIDSender).QueryRow(p.MessageID).Scan(&t, &sender)
+		var sender, kind string
+		err := tx.Stmt(s.sql.messageIDSender).QueryRow(p.MessageID).Scan(&t, &sender, &kind)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return r, err
 		case strings.EqualFold(sender, p.From):
-			return routing{ticket: t, matchedBy: "headers", flags: []string{"duplicate"}}, nil
+			return routing{ticket: t, matchedBy: "headers", flags: []string{"duplicate"}, dupKind: kind}, nil
 		default:
 			r.note("conflict: reuses the Message-ID of a message from %s in #%d; not treated as the same message", orUnknown(sender), t)
 		}
@@ -142,7 +153,16 @@ func (s *Store) checkAgent(m *pending, claim TokenClaim, r *routing) {
 		}
 		return
 	}
-	if len(s.cfg.TrustedAuthservIDs) > 0 {
+	if len(s.cfg.TrustedAuthservIDs) > 0 && m.path != "shell" {
+		if p.Malformed {
+			// An unreadable header hides the Authentication-Results our MTA added: fail
+			// closed rather than skip the check.
+			r.flags = append(r.flags, "agent_check_failed")
+			r.note("agent_check_failed: the header is unreadable, so our MTA's checks cannot be read")
+			r.alert = &agentAct{notice: "forged", noticeTo: []string{named},
+				lines: []string{fmt.Sprintf("From: %s, in a mail whose header cannot be read", p.From)}}
+			return
+		}
 		checked, pass, reason := AuthVerdict(p.Header.Values("Authentication-Results"), s.cfg.TrustedAuthservIDs, domainPart(p.From))
 		if checked && !pass {
 			r.flags = append(r.flags, "agent_check_failed")

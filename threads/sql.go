@@ -45,7 +45,7 @@ const (
 	sqlDropParticipants    = `DELETE FROM participants WHERE ticket_id = ?`
 	sqlMarkMerged          = `UPDATE tickets SET merged_into = ?, updated = ?, due = NULL WHERE id = ?`
 	sqlMergeTimes          = `UPDATE tickets SET created = min(created, (SELECT created FROM tickets WHERE id = ?1)) WHERE id = ?2`
-	sqlMessageIDSender     = `SELECT m.ticket_id, m.from_addr FROM messages m WHERE m.message_id = ? ORDER BY m.id LIMIT 1`
+	sqlMessageIDSender     = `SELECT m.ticket_id, m.from_addr, m.kind FROM messages m WHERE m.message_id = ? ORDER BY m.id LIMIT 1`
 	sqlTicketForResponse   = `SELECT id, subject, status, queue, category, customer, assignee, language, created, due FROM tickets WHERE id = ?`
 	sqlIsBouncing          = `SELECT count(*) FROM bouncing WHERE address = ?`
 	sqlAutoRepliesTo       = `SELECT count(*) FROM autoreplies WHERE address = ? AND at >= ?`
