@@ -96,15 +96,20 @@ func (st statusJSON) mailbox() threads.MailboxStatus {
 
 // TestServeTakesMailFromIMAP: serve with an [[imap]] table takes in what the mailbox
 // held silently (no confirmation for old mail), answers mail that arrives afterwards,
-// moves everything to the processed mailbox, and status shows the mailbox.
+// moves everything to the processed mailbox, and status shows the mailbox. A second
+// table, for another mailbox standing for billing@, runs at the same time and files its
+// mail into that address's queue.
 func TestServeTakesMailFromIMAP(t *testing.T) {
 	t.Parallel()
 	mem := imaptest.StartMem(t, imaptest.MemOptions{})
 	owner := imaptest.Dial(t, mem.Addr)
+	owner.Create("Billing")
 	owner.Append("INBOX", customerMessage("old1@example.com", "old1@example.com", "An old question", "Asked before replydesk came."))
 	owner.Append("INBOX", customerMessage("old2@example.com", "old2@example.com", "Another old one", "Also old."))
 	smarthost := startCapture(t, "")
-	_, cfg := serveWithSmarthost(t, smarthost.addr, imapTOML(mem.Addr, ""))
+	billing := strings.NewReplacer(`address = "support@example.test"`, `address = "billing@example.test"`,
+		`processed_mailbox = "Processed"`, "mailbox = \"Billing\"\nprocessed_mailbox = \"Billing/Done\"").Replace(imapTOML(mem.Addr, ""))
+	_, cfg := serveWithSmarthost(t, smarthost.addr, imapTOML(mem.Addr, "")+billing)
 	waitFor(t, "the old mail filed", func() bool { st := readStatus(t, cfg); return st.Accepted == 2 && st.Unfiled == 0 })
 	owner.Append("INBOX", customerMessage("new@example.com", "new@example.com", "Printer on fire", "It is on fire right now, please help."))
 	waitFor(t, "the confirmation of the new mail", func() bool { return len(smarthost.to("new@example.com")) == 1 })
@@ -117,12 +122,29 @@ func TestServeTakesMailFromIMAP(t *testing.T) {
 	if got := len(owner.Messages("Processed")); got != 3 {
 		t.Errorf("Processed holds %d, want 3", got)
 	}
+	owner.Append("Billing", customerMessage("payer@example.com", "payer@example.com", "Invoice 42 is wrong", "The total on invoice 42 is wrong."))
+	waitFor(t, "the billing mail's confirmation", func() bool { return len(smarthost.to("payer@example.com")) == 1 })
+	_, out, _ := runCmd(t, "", "tickets", "-config", cfg, "-json")
+	var list []threads.Ticket
+	json.Unmarshal([]byte(out), &list)
+	queues := map[string]string{}
+	for _, tk := range list {
+		queues[tk.Customer] = tk.Queue
+	}
+	if queues["payer@example.com"] != "admin" || queues["new@example.com"] != "support" {
+		t.Errorf("queues by customer: %v; want billing@'s mailbox in admin, support@'s in support", queues)
+	}
 	var m threads.MailboxStatus
 	waitFor(t, "the mailbox in status", func() bool {
-		m = readStatus(t, cfg).mailbox()
-		return m.Connected && m.Mode == "idle" && m.LastUID == 3 && m.Stored == 3
+		st := readStatus(t, cfg)
+		for _, mb := range st.IMAP {
+			if strings.HasSuffix(mb.Mailbox, "/INBOX") {
+				m = mb
+			}
+		}
+		return len(st.IMAP) == 2 && m.Connected && m.Mode == "idle" && m.LastUID == 3 && m.Stored == 3
 	})
-	_, out, _ := runCmd(t, "", "status", "-config", cfg)
+	_, out, _ = runCmd(t, "", "status", "-config", cfg)
 	for _, want := range []string{"imap mailboxes:", m.Mailbox, "connected, IDLE", "checkpoint: UIDVALIDITY", "every UID up to 3 stored", "3 taken in"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -346,4 +347,42 @@ func TestCrashBeforeCommit(t *testing.T) {
 			t.Errorf("%d body fetches, the first move after fetch %d; want 2 fetches (the failed commit's and the refetch), the move after the second", fetches, firstMove)
 		}
 	})
+}
+
+// TestUnfetchableMessageLeftOnServer: a message the server cannot deliver holds back
+// nothing: the rest are taken in; it is tried again at the next syncs, and after three
+// attempts left on the server, flagged, listed by status, and the operator is told.
+// (go-imap's in-memory server only: a real Dovecot cannot be made to fail one message.)
+func TestUnfetchableMessageLeftOnServer(t *testing.T) {
+	t.Parallel()
+	var broken atomic.Uint32
+	mem := imaptest.StartMem(t, imaptest.MemOptions{Broken: func(uid goimap.UID) bool { return uint32(uid) == broken.Load() }})
+	s := &server{kind: "memserver", direct: mem.Addr, proxy: imaptest.StartProxy(t, mem.Addr)}
+	owner := s.owner(t)
+	owner.Append("INBOX", mail("ok1"))
+	broken.Store(uint32(owner.Append("INBOX", mail("damaged"))))
+	owner.Append("INBOX", mail("ok2"))
+	h := newHarness(t, s, nil).start() // IDLE; a failed fetch is retried after PollInterval (100 ms here)
+	waitFor(t, "the two good ones", func() bool { return h.accepted() == 2 })
+	waitFor(t, "the damaged one left, flagged", func() bool {
+		left := owner.Messages("INBOX")
+		return len(left) == 1 && uint32(left[0].UID) == broken.Load() && left[0].Has(imap.KeywordSkipped)
+	})
+	m := h.mailbox()
+	if m.SkippedCount != 1 || !strings.Contains(m.Skipped[0].Reason, "could not be fetched (3 attempts)") || m.LastUID < broken.Load() {
+		t.Fatalf("status: %+v", m)
+	}
+	if n := len(s.proxy.Sent(bodyFetch.String())); n != 3 {
+		t.Errorf("%d body fetches, want 3 (all three, then the damaged one twice more)", n)
+	}
+	waitFor(t, "the operator alert", func() bool {
+		for _, a := range h.alertList() {
+			if strings.HasPrefix(a, "imap_skipped") && strings.Contains(a, "could not be fetched") {
+				return true
+			}
+		}
+		return false
+	})
+	owner.Append("INBOX", mail("ok3"))
+	waitFor(t, "the next one", func() bool { return h.accepted() == 3 })
 }

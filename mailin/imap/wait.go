@@ -36,7 +36,11 @@ func (m *mailbox) wait(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("IDLE: %w", err)
 	}
-	t := time.NewTimer(m.p.cfg.IdleRefresh)
+	refresh := m.p.cfg.IdleRefresh
+	if m.hold != 0 {
+		refresh = min(refresh, m.p.cfg.PollInterval) // a message failed to fetch: try it again soon
+	}
+	t := time.NewTimer(refresh)
 	defer t.Stop()
 	var why error
 	select {

@@ -32,6 +32,10 @@ type MemOptions struct {
 	// bearer token and says until when it is valid. A session still open when its token
 	// expires is cut, as Microsoft 365 does, and counted in ExpiredCuts.
 	XOAUTH2 func(user, token string) (expiry time.Time, err error)
+	// Broken, when set, names messages whose body the server cannot deliver: a UID FETCH
+	// of their BODY[] answers the others and then NO, as a server with a damaged message
+	// file does.
+	Broken func(uid imap.UID) bool
 }
 
 // MemServer is go-imap's imapmemserver on 127.0.0.1, with one user and an INBOX.
@@ -148,6 +152,36 @@ func (s *MemServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapser
 type countingSession struct {
 	imapserver.SessionIMAP4rev2
 	s *MemServer
+}
+
+// Fetch leaves out the Broken messages' bodies, and then fails.
+func (cs *countingSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	uids, ok := numSet.(imap.UIDSet)
+	if cs.s.opts.Broken == nil || !ok || len(options.BodySection) == 0 {
+		return cs.SessionIMAP4rev2.Fetch(w, numSet, options)
+	}
+	list, static := uids.Nums()
+	if !static {
+		return cs.SessionIMAP4rev2.Fetch(w, numSet, options)
+	}
+	var good imap.UIDSet
+	broken := false
+	for _, u := range list {
+		if cs.s.opts.Broken(u) {
+			broken = true
+		} else {
+			good.AddNum(u)
+		}
+	}
+	if len(good) > 0 {
+		if err := cs.SessionIMAP4rev2.Fetch(w, good, options); err != nil {
+			return err
+		}
+	}
+	if broken {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Some messages could not be FETCHed"}
+	}
+	return nil
 }
 
 // Idle sends what is pending first: imapmemserver's IDLE (beta.8) only sends updates
