@@ -39,6 +39,18 @@ func (p *Poller) open(ctx context.Context, c *imapclient.Client) (*mailbox, erro
 	if err != nil {
 		return nil, fmt.Errorf("SELECT %s: %w", p.cfg.Mailbox, err)
 	}
+	if sel.UIDNext == 0 { // optional in SELECT's answer; the first sync's silence needs it
+		if st, err := c.Status(p.cfg.Mailbox, &imap.StatusOptions{UIDNext: true}).Wait(); err == nil {
+			sel.UIDNext = st.UIDNext
+		}
+		if sel.UIDNext == 0 {
+			if data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait(); err == nil {
+				for _, u := range data.AllUIDs() {
+					sel.UIDNext = max(sel.UIDNext, u+1)
+				}
+			}
+		}
+	}
 	caps := c.Caps()
 	m := &mailbox{p: p, c: c,
 		keywords: slices.Contains(sel.PermanentFlags, imap.FlagWildcard),
