@@ -168,7 +168,16 @@ func (c *Composer) compose(ctx context.Context, in threads.ToCompose) (threads.C
 	return c.composeOne(in), true
 }
 
-func (c *Composer) composeOne(in threads.ToCompose) threads.Composed {
+func (c *Composer) composeOne(in threads.ToCompose) (composed threads.Composed) {
+	defer func() {
+		// A panic composing one mail must not crash serve (again at every restart, on the
+		// same intent): that mail fails visibly instead.
+		if r := recover(); r != nil {
+			err := fmt.Errorf("panic while composing: %v", r)
+			c.log.Error("mail not composed", "ticket", in.Ticket, "outbox", in.OutboxID, "kind", in.Kind, "err", err)
+			composed = threads.Composed{OutboxID: in.OutboxID, Err: err}
+		}
+	}()
 	m, err := c.r.Compose(in)
 	if err != nil {
 		// Not retried: the same intent and templates fail the same way. The mail fails

@@ -535,14 +535,24 @@ func (s *Store) addParticipants(tx *sql.Tx, f *filing) error {
 		if ok, err := s.participates(tx, f.ticket, from); err != nil || !ok {
 			return err
 		}
+		if f.routing.matchedBy == "subject" {
+			// Only a ticket number (guessable) and a From (forgeable) led here: whom it
+			// copies is not added, or a forger could receive every agent reply.
+			return nil
+		}
 	}
 	if _, err := add.Exec(f.ticket, from, role); err != nil {
 		return err
 	}
+	copied := 0
 	for _, a := range append(append([]string{}, p.To...), p.Cc...) {
 		a = strings.ToLower(a)
 		if _, ours := s.address(a); ours || a == from || s.isAgent(a) {
 			continue
+		}
+		if copied++; copied > maxCopied {
+			f.notes = append(f.notes, fmt.Sprintf("more than %d people copied: only the first %d take part", maxCopied, maxCopied))
+			break
 		}
 		if _, err := add.Exec(f.ticket, a, "cc"); err != nil {
 			return err
@@ -550,6 +560,9 @@ func (s *Store) addParticipants(tx *sql.Tx, f *filing) error {
 	}
 	return nil
 }
+
+// maxCopied caps the people one message adds to a ticket (each gets every agent reply).
+const maxCopied = 20
 
 // openTicket starts a ticket: queue from the address the mail came to, category from
 // that address or the text, first-response due time from the SLA. Automatic mail opens
