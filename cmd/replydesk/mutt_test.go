@@ -61,6 +61,9 @@ func TestMuttAgentWorkflow(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(peers, "mutt-reply.sh")); err != nil {
 		t.Skip("../shared/peers is not beside the repository")
 	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("mutt-reply.sh needs /usr/bin/python3 (.ci/run installs it)")
+	}
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("[smtp]\nlisten = %q\n\n[[agent]]\nemail = \"ana@example.test\"\nname = \"Ana\"\nqueues = [\"support\"]\n\n[[agent]]\nemail = \"bo@example.test\"\nname = \"Bo\"\nqueues = [\"support\"]\n", addr))
 	outbox := filepath.Join(filepath.Dir(cfg), "data", "outbox")
