@@ -31,13 +31,27 @@ func newBudget(max int64) *budget {
 }
 
 // reserve takes n bytes for a session that holds none, waiting up to wait for them.
-func (b *budget) reserve(n int64, wait time.Duration) bool {
+func (b *budget) reserve(n int64, wait time.Duration) bool { return b.await(n, wait, true) }
+
+// room waits up to wait until n bytes (at most all of them) are free, without taking
+// them: sessions checking for room at the same time do not hold each other up.
+func (b *budget) room(n int64, wait time.Duration) bool {
+	if b.max > 0 && n > b.max {
+		n = b.max
+	}
+	return b.await(n, wait, false)
+}
+
+// await waits up to wait until n bytes are free, and takes them when take is set.
+func (b *budget) await(n int64, wait time.Duration, take bool) bool {
 	deadline := time.Now().Add(wait)
 	var timer *time.Timer
 	for {
 		b.mu.Lock()
 		if b.max <= 0 || b.used+n <= b.max {
-			b.used += n
+			if take {
+				b.used += n
+			}
 			b.mu.Unlock()
 			return true
 		}
@@ -61,19 +75,6 @@ func (b *budget) reserve(n int64, wait time.Duration) bool {
 		b.waiters--
 		b.mu.Unlock()
 	}
-}
-
-// room waits up to wait until n bytes (at most all of them) are free, without taking
-// them.
-func (b *budget) room(n int64, wait time.Duration) bool {
-	if b.max > 0 && n > b.max {
-		n = b.max
-	}
-	if !b.reserve(n, wait) {
-		return false
-	}
-	b.release(n)
-	return true
 }
 
 // grow takes n more bytes for a session that already holds some: at once, or, for one
