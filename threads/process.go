@@ -32,7 +32,7 @@ const fileAttempts = 3
 // to maxYield): a sender waiting for 250 goes first, and the backlog is filed at full
 // speed as soon as arrivals pause. maxYield bounds the backlog under sustained load.
 const (
-	yieldStep = 5 * time.Millisecond
+	yieldStep = 20 * time.Millisecond
 	maxYield  = 500 * time.Millisecond
 )
 
@@ -228,9 +228,9 @@ func (s *Store) parseAhead(ctx context.Context, out chan<- []*pending, errc chan
 	}
 }
 
-// yieldToArrivals waits while sessions wait for their commit (Busy): the filing
-// transaction would otherwise share, and lengthen, the commit they wait for. At a
-// moderate rate it rarely waits at all, so mail is filed within milliseconds.
+// yieldToArrivals waits while mail arrives fast (Busy), up to maxYield: the filing
+// transaction would otherwise lengthen the commits of the senders. At a moderate rate it
+// waits one step at most, so mail is filed and answered within milliseconds.
 func (s *Store) yieldToArrivals(ctx context.Context) {
 	for waited := time.Duration(0); waited < maxYield && s.Busy(); waited += yieldStep {
 		select {

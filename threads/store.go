@@ -82,7 +82,11 @@ type Store struct {
 	onQueued   func()                           // called after a filing transaction that queued mail commits
 	onSetAside func(inbox int64, reason string) // called when a message is set aside
 	wake       chan struct{}                    // one slot: new mail was accepted, the processor should look
-	accepting  atomic.Int64                     // Accept calls waiting for their commit (Busy)
+	arrivals   atomic.Int64                     // messages accepted (Busy measures their rate)
+	busyMu     sync.Mutex                       // guards the last Busy measurement:
+	busySince  time.Time
+	busyCount  int64
+	busy       bool
 
 	closeOnce sync.Once
 	closeErr  error
