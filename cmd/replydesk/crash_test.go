@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -128,24 +126,7 @@ func crashRound(t *testing.T, bin string, round int) {
 		_, out, _ := runCmd(t, "", "status", "-config", cfg, "-json")
 		return json.Unmarshal([]byte(out), &st) == nil && st.Unfiled == 0
 	})
-	code, out, errOut := runCmd(t, "", "export", "-config", cfg)
-	if code != 0 {
-		t.Fatalf("export: %s", errOut)
-	}
-	filed := map[string]int{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<24)
-	for sc.Scan() {
-		var tk threads.Ticket
-		if err := json.Unmarshal(sc.Bytes(), &tk); err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range tk.Messages {
-			if m.Direction == "in" {
-				filed[m.MessageID]++
-			}
-		}
-	}
+	filed := filedIDs(t, cfg)
 	missing, twice := 0, 0
 	acked.Range(func(k, _ any) bool {
 		switch filed[k.(string)] {
