@@ -187,12 +187,10 @@ func (r *Responder) relay(f threads.Filed) threads.Intent {
 			cc, ccAddrs = append(cc, &mail.Address{Address: addr}), append(ccAddrs, addr)
 		}
 	}
-	in := r.intent(f, nil, "agent_reply", to, f.Ticket.CustomerToken)
-	var d intentData
-	json.Unmarshal(in.Data, &d)
-	d.Cc, d.Relay, d.AgentName = cc, f.Relay, r.agentName(f.Agent)
-	d.Message.MessageID, d.Message.References = f.Thread.InReplyTo, f.Thread.References
-	in.Data, _ = json.Marshal(d)
+	in := r.intent(f, nil, "agent_reply", to, f.Ticket.CustomerToken, func(d *intentData) {
+		d.Cc, d.Relay, d.AgentName = cc, f.Relay, r.agentName(f.Agent)
+		d.Message.MessageID, d.Message.References = f.Thread.InReplyTo, f.Thread.References
+	})
 	in.Auto, in.EnvelopeFrom = false, in.From
 	in.To = append(in.To, ccAddrs...)
 	return in
@@ -225,15 +223,12 @@ func (r *Responder) notice(f threads.Filed) []threads.Intent {
 	if len(who) == 1 {
 		token = r.tokens.Agent(f.Ticket.ID, who[0])
 	}
-	in := r.intent(f, nil, "agent_notice", to, token)
-	var d intentData
-	json.Unmarshal(in.Data, &d)
-	d.Notice, d.Lines = f.Notice, f.Lines
-	if f.Notice == "note" {
-		d.Relay = f.Relay // the note's text
-	}
-	in.Data, _ = json.Marshal(d)
-	return []threads.Intent{in}
+	return []threads.Intent{r.intent(f, nil, "agent_notice", to, token, func(d *intentData) {
+		d.Notice, d.Lines = f.Notice, f.Lines
+		if f.Notice == "note" {
+			d.Relay = f.Relay // the note's text
+		}
+	})}
 }
 
 // agentName is the configured name of an agent, else the address.
@@ -247,12 +242,16 @@ func (r *Responder) agentName(addr string) string {
 }
 
 // intent records one mail to write; its Message-ID is chosen now.
-func (r *Responder) intent(f threads.Filed, earlier []threads.Ticket, name string, to []*mail.Address, token string) threads.Intent {
+// more, when set, adds what this kind of mail needs to the snapshot.
+func (r *Responder) intent(f threads.Filed, earlier []threads.Ticket, name string, to []*mail.Address, token string, more ...func(*intentData)) threads.Intent {
 	support := r.supportAddress(f.Ticket)
 	d := intentData{Template: name, To: to, Token: token, MessageID: newMessageID(support), Ticket: f.Ticket, Message: f.Message}
 	d.Message.Text = "" // read back from the store when composing
 	for _, e := range earlier {
 		d.Earlier = append(d.Earlier, threads.Ticket{ID: e.ID, Subject: e.Subject, Status: e.Status, Language: e.Language})
+	}
+	for _, add := range more {
+		add(&d)
 	}
 	data, err := json.Marshal(d)
 	if err != nil {
