@@ -38,11 +38,11 @@ func TestFilingBacklogMemory(t *testing.T) {
 	start := time.Now()
 	var st threads.Status
 	for {
-		_, out, _ := runCmd(t, "", "status", "-config", cfgPath, "-json")
+		// A status read can meet the busy writer of a 20 MiB batch; read again.
+		_, out, errOut := runCmd(t, "", "status", "-config", cfgPath, "-json")
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatalf("status: %v\n%s", err, out)
-		}
-		if st.Unfiled == 0 {
+			t.Logf("status (will retry): %v %s", err, errOut)
+		} else if st.Unfiled == 0 {
 			break
 		}
 		if time.Since(start) > 5*time.Minute {
