@@ -207,6 +207,12 @@ func storageTrouble(err error) bool {
 	return false
 }
 
+// isBusy tells whether err is SQLite's "database is locked" by another connection.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
 // parseAhead loads and parses batches of accepted mail in id order and hands them over.
 func (s *Store) parseAhead(ctx context.Context, out chan<- []*pending, errc chan<- error) {
 	defer close(out)

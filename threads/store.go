@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -181,10 +182,22 @@ func maxPagesPragma(maxBytes int64) string {
 	return fmt.Sprintf("&_pragma=max_page_count(%d)", max(maxBytes/pageSize, 1))
 }
 
+// checkPragmas opens the first connection (running the dsn pragmas) and checks that WAL
+// took. Switching a new database to WAL needs an exclusive lock, and SQLite answers
+// SQLITE_BUSY at once, without its busy handler, while another process starting on the
+// same new data dir holds one; so a busy open is retried for as long as busy_timeout.
 func (s *Store) checkPragmas() error {
 	var mode string
-	if err := s.wdb.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
-		return fmt.Errorf("open %s: %w", s.path, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.wdb.QueryRow("PRAGMA journal_mode").Scan(&mode)
+		if err == nil {
+			break
+		}
+		if !isBusy(err) || time.Now().After(deadline) {
+			return fmt.Errorf("open %s: %w", s.path, err)
+		}
+		time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
 	}
 	if mode != "wal" {
 		return fmt.Errorf("open %s: journal_mode is %q, want wal", s.path, mode)
