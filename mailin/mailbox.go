@@ -10,6 +10,12 @@ import "time"
 // PathIMAP is the intake path of mail taken from a mailbox.
 const PathIMAP = "imap"
 
+// PathIMAPSent is the intake path of mail taken from a mailbox's Sent folder: mail the
+// support account sent from an ordinary mail client, outside replydesk. It is never a
+// customer's message and never causes mail: it is filed, where its reply headers (or
+// subject tag) place it, as the agent's reply the customer already received.
+const PathIMAPSent = "imap-sent"
+
 // Checkpoint says how far a mailbox has been taken in: every message whose UID is at
 // most LastUID, under UIDValidity, is stored or was skipped.
 type Checkpoint struct {

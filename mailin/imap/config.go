@@ -28,6 +28,12 @@ type Config struct {
 	Mailbox  string      // default INBOX
 	// Processed is where taken mail is moved; "" flags it (\Seen, $Replydesk) instead.
 	Processed string
+	// Sent is the account's Sent folder ("": none). Its mail (sent from a mail client,
+	// outside replydesk) is taken in too, as mailin.PathIMAPSent, over a connection of its
+	// own that opens it read-only (EXAMINE): nothing there is ever moved, flagged or
+	// expunged, it is the user's folder. The checkpoint and the store's content digest
+	// alone keep it exactly once.
+	Sent string
 	// Address is the support address the mailbox stands for: the envelope recipient of
 	// its mail (its queue and category come from that [[address]]).
 	Address         string
@@ -45,6 +51,8 @@ type Config struct {
 
 	// Alert tells the operator (at most hourly per kind; see mailout.Alerter); nil: log only.
 	Alert func(kind, subject, text string)
+
+	sentFolder bool // this is the Sent folder's poller (New makes it from Sent)
 }
 
 // TLS modes.
@@ -110,6 +118,9 @@ func (c Config) Validate() []error {
 	if c.Processed != "" && strings.EqualFold(c.Processed, c.mailbox()) {
 		errs = append(errs, fmt.Errorf("processed_mailbox: must differ from mailbox %q", c.mailbox()))
 	}
+	if c.Sent != "" && (strings.EqualFold(c.Sent, c.mailbox()) || strings.EqualFold(c.Sent, c.Processed)) {
+		errs = append(errs, fmt.Errorf("sent_mailbox: must differ from mailbox %q and processed_mailbox %q", c.mailbox(), c.Processed))
+	}
 	if c.Address == "" {
 		errs = append(errs, errors.New("address: must name the support address this mailbox stands for"))
 	}
@@ -126,6 +137,21 @@ func (c Config) mailbox() string {
 // Key names the mailbox in the store (checkpoint, status): imap://user@server/MAILBOX.
 func (c Config) Key() string {
 	return "imap://" + c.Username + "@" + c.Server + "/" + c.mailbox()
+}
+
+// SentKey names the Sent folder in the store, as Key names the mailbox; "" without one.
+func (c Config) SentKey() string {
+	if c.Sent == "" {
+		return ""
+	}
+	return c.sentConfig().Key()
+}
+
+// sentConfig is the configuration of the Sent folder's poller: the same account, the
+// Sent folder read-only, nothing moved.
+func (c Config) sentConfig() Config {
+	c.Mailbox, c.Processed, c.Sent, c.sentFolder = c.Sent, "", "", true
+	return c
 }
 
 // Loopback: host is a loopback address or localhost, where tls = "none" is allowed.

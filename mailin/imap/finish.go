@@ -16,9 +16,10 @@ import (
 // these UIDs (UID EXPUNGE, UIDPLUS), each step only after the one before succeeded
 // (go-imap's own fallback sends all three at once, and removes the source even when the
 // copy failed). It never sends a plain EXPUNGE: that removes every \Deleted message,
-// other clients' too.
+// other clients' too. In the Sent folder (the user's) it does nothing: the checkpoint
+// alone says what was taken in.
 func (m *mailbox) finish(uids []imap.UID) error {
-	if len(uids) == 0 {
+	if len(uids) == 0 || m.p.cfg.sentFolder {
 		return nil
 	}
 	set := imap.UIDSetNum(uids...)
@@ -68,7 +69,8 @@ func (m *mailbox) store(set imap.UIDSet, what string, flags ...imap.Flag) error 
 }
 
 // flagSkipped marks messages left on the server, so that a human sees them there too
-// (best effort: they are listed by status either way).
+// (best effort: they are listed by status either way). In the Sent folder they are
+// only listed.
 func (m *mailbox) flagSkipped(skipped []mailin.Skipped) {
 	if len(skipped) == 0 {
 		return
@@ -77,6 +79,10 @@ func (m *mailbox) flagSkipped(skipped []mailin.Skipped) {
 	for _, k := range skipped {
 		set.AddNum(imap.UID(k.UID))
 		m.skipped[imap.UID(k.UID)] = true
+	}
+	if m.p.cfg.sentFolder {
+		m.p.alertSkipped(skipped)
+		return
 	}
 	flags := []imap.Flag{imap.FlagFlagged}
 	if m.keywords {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/replydesk/replydesk/mailin"
@@ -35,6 +36,12 @@ type Poller struct {
 	state           mailin.MailboxState
 	stateWritten    time.Time
 	warnedNoUIDPlus bool
+
+	// The Sent folder (Config.Sent) has a poller of its own, run beside this one; it
+	// takes its mail in only after this one has synced (awaitInbox).
+	sent  *Poller
+	inbox *Poller // of the Sent folder's poller: the mailbox it belongs to
+	syncs syncNotes
 }
 
 // New checks cfg; Run does the work.
@@ -43,11 +50,20 @@ func New(cfg Config, store Store, log *slog.Logger) (*Poller, error) {
 		return nil, fmt.Errorf("imap %s: %w", cfg.Key(), errors.Join(errs...))
 	}
 	cfg = cfg.withDefaults()
+	p := newPoller(cfg, store, log)
+	if cfg.Sent != "" {
+		p.sent = newPoller(cfg.sentConfig(), store, log)
+		p.sent.inbox = p
+	}
+	return p, nil
+}
+
+func newPoller(cfg Config, store Store, log *slog.Logger) *Poller {
 	return &Poller{
 		cfg: cfg, store: store, log: log.With("mailbox", cfg.Key()),
 		kick:  make(chan struct{}, 1),
 		state: mailin.MailboxState{Mailbox: cfg.Key()},
-	}, nil
+	}
 }
 
 // Key is the mailbox's name in the store and in status.
@@ -68,9 +84,20 @@ func (p *Poller) renewDue() bool {
 
 // Run takes mail in until ctx ends: connect, take in what waits, wait for more (IDLE
 // where offered, polling otherwise), and after any failure reconnect with exponential
-// backoff and jitter. When ctx ends it finishes the batch in hand and logs out.
+// backoff and jitter. When ctx ends it finishes the batch in hand and logs out. The
+// Sent folder, when configured, is polled at the same time over a connection of its own.
 func (p *Poller) Run(ctx context.Context) {
-	p.log.Info("imap poller starting", "server", p.cfg.Server, "processed", p.cfg.Processed)
+	if p.sent != nil {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); p.sent.Run(ctx) }()
+		defer wg.Wait()
+	}
+	if p.cfg.sentFolder {
+		p.log.Info("imap poller starting (Sent folder, read only)", "server", p.cfg.Server)
+	} else {
+		p.log.Info("imap poller starting", "server", p.cfg.Server, "processed", p.cfg.Processed, "sent", p.cfg.Sent)
+	}
 	backoff := p.cfg.MinBackoff
 	for {
 		synced, err := p.session(ctx)
@@ -126,10 +153,12 @@ func (p *Poller) session(ctx context.Context) (synced bool, err error) {
 		return false, err
 	}
 	for {
+		start := time.Now()
 		err := m.sync(ctx)
 		if err == nil {
 			synced = true
 			p.synced(m)
+			p.syncs.done(start)
 			if ctx.Err() == nil {
 				err = m.wait(ctx)
 			}
@@ -165,6 +194,9 @@ func (p *Poller) failed(err error) {
 	p.state.Connected, p.state.Mode = false, ""
 	p.state.LastError, p.state.LastErrorAt = err.Error(), time.Now()
 	p.writeState(true)
+	if p.cfg.sentFolder {
+		return // the same account's inbox poller tells the operator about its login
+	}
 	var re *RefreshError
 	var ae errAuth
 	switch {
@@ -205,4 +237,65 @@ func (p *Poller) writeState(changed bool) {
 	}
 	p.stateWritten = time.Now()
 	p.state.LastError, p.state.LastErrorAt = "", time.Time{} // written; keep it unless a new one comes
+}
+
+// syncNotes tells the Sent folder's poller when the inbox's poller completed a sync.
+type syncNotes struct {
+	mu   sync.Mutex
+	from time.Time     // when the last completed sync started
+	next chan struct{} // closed at the next completed sync
+}
+
+func (s *syncNotes) done(start time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.from = start
+	if s.next != nil {
+		close(s.next)
+		s.next = nil
+	}
+}
+
+func (s *syncNotes) last() (time.Time, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next == nil {
+		s.next = make(chan struct{})
+	}
+	return s.from, s.next
+}
+
+// inboxWait bounds how long the Sent folder waits for the inbox's sync (the inbox may
+// be unreachable: its mail then waits on the server, and the Sent folder's goes on).
+const inboxWait = 2 * time.Minute
+
+// awaitInbox returns once the inbox's poller has completed a sync that started after
+// now (it is woken for one), or after inboxWait. A reply in the Sent folder answers mail
+// that reached the inbox before it was written, so after such a sync that mail is
+// stored, ahead of the reply: filing, in the order of storing, finds its ticket. Without
+// this, after an outage the two folders' backlogs race, and a reply stored before the
+// customer's message would match no ticket.
+func (p *Poller) awaitInbox(ctx context.Context) {
+	in := p.inbox
+	if in == nil {
+		return
+	}
+	since := time.Now()
+	signal(in.kick)
+	timeout := time.NewTimer(inboxWait)
+	defer timeout.Stop()
+	for {
+		from, next := in.syncs.last()
+		if from.After(since) {
+			return
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			p.log.Warn("the inbox did not sync in time; taking in the Sent folder's mail without waiting for it", "waited", inboxWait)
+			return
+		}
+	}
 }

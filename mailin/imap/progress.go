@@ -60,10 +60,18 @@ func (p *Poller) alertSkipped(skipped []mailin.Skipped) {
 	if p.cfg.Alert == nil {
 		return
 	}
-	text := fmt.Sprintf("replydesk left %d message(s) on the server in %s, flagged, and took in the rest:\n\n", len(skipped), p.cfg.Key())
+	how := "flagged"
+	if p.cfg.sentFolder {
+		how = "not filed (nothing in the Sent folder is changed)"
+	}
+	text := fmt.Sprintf("replydesk left %d message(s) on the server in %s, %s, and took in the rest:\n\n", len(skipped), p.cfg.Key(), how)
 	for _, k := range skipped {
 		text += fmt.Sprintf("  UID %d (%d bytes): %s\n", k.UID, k.Size, k.Reason)
 	}
-	text += "\n`replydesk status` lists them. Raise [smtp] max_message_bytes, or take them in by hand (`replydesk ingest FILE`)."
+	if p.cfg.sentFolder {
+		text += "\n`replydesk status` lists them. They stay in the Sent folder, and out of their tickets."
+	} else {
+		text += "\n`replydesk status` lists them. Raise [smtp] max_message_bytes, or take them in by hand (`replydesk ingest FILE`)."
+	}
 	p.cfg.Alert("imap_skipped "+p.cfg.Key(), "IMAP: messages left on the server", text)
 }

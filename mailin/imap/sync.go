@@ -34,10 +34,16 @@ const writeTimeout = time.Minute
 // open selects the mailbox and reads its checkpoint. On the first sync, and when
 // UIDVALIDITY changed (the mailbox was rebuilt, the server migrated), it starts again
 // from UID 1: the store keeps the same bytes once, so the rescan stores nothing twice.
+// The Sent folder is opened read-only (EXAMINE): the server itself then refuses any
+// change to it, even the \Seen a fetch could set.
 func (p *Poller) open(ctx context.Context, c *imapclient.Client) (*mailbox, error) {
-	sel, err := c.Select(p.cfg.Mailbox, nil).Wait()
+	how, opts := "SELECT", (*imap.SelectOptions)(nil)
+	if p.cfg.sentFolder {
+		how, opts = "EXAMINE", &imap.SelectOptions{ReadOnly: true}
+	}
+	sel, err := c.Select(p.cfg.Mailbox, opts).Wait()
 	if err != nil {
-		return nil, fmt.Errorf("SELECT %s: %w", p.cfg.Mailbox, err)
+		return nil, fmt.Errorf("%s %s: %w", how, p.cfg.Mailbox, err)
 	}
 	if sel.UIDNext == 0 { // optional in SELECT's answer; the first sync's silence needs it
 		if st, err := c.Status(p.cfg.Mailbox, &imap.StatusOptions{UIDNext: true}).Wait(); err == nil {
@@ -121,6 +127,9 @@ func (m *mailbox) sync(ctx context.Context) error {
 	if len(uids) == 0 {
 		return nil
 	}
+	if m.p.cfg.sentFolder {
+		m.p.awaitInbox(ctx) // the mail these answer is stored first
+	}
 	return m.takeIn(ctx, uids)
 }
 
@@ -143,8 +152,9 @@ func (m *mailbox) newUIDs() ([]imap.UID, error) {
 
 // finishStranded moves (or flags) what is below the checkpoint and still waiting: a
 // session that stored it ended before the move. It is stored; it is not fetched again.
+// The Sent folder keeps everything: nothing is stranded there.
 func (m *mailbox) finishStranded(ctx context.Context) error {
-	if m.cp.LastUID == 0 {
+	if m.cp.LastUID == 0 || m.p.cfg.sentFolder {
 		return nil
 	}
 	below := imap.UIDSet{{Start: 1, Stop: imap.UID(m.cp.LastUID)}}

@@ -257,8 +257,12 @@ func (m *mailbox) envelope(md meta) mailin.Envelope {
 	if received.IsZero() {
 		received = time.Now()
 	}
+	path := mailin.PathIMAP
+	if m.p.cfg.sentFolder {
+		path = mailin.PathIMAPSent
+	}
 	return mailin.Envelope{
-		Path: mailin.PathIMAP, Remote: m.p.cfg.Server, Rcpts: []string{m.p.cfg.Address},
+		Path: path, Remote: m.p.cfg.Server, Rcpts: []string{m.p.cfg.Address},
 		Received: received, Live: m.backfillEnd == 0 || uint32(md.uid) >= m.backfillEnd,
 	}
 }
