@@ -338,6 +338,9 @@ func (s *Store) fileOne(tx *sql.Tx, m *pending) (*filing, error) {
 	if processed {
 		return nil, nil // another process filed it meanwhile
 	}
+	if isSent(m) {
+		return s.fileSent(tx, m) // sent.go: an agent's reply from the Sent folder, never answered
+	}
 	f := &filing{m: m, date: messageDate(m)}
 	null := m.mailFrom == "" && (m.path == "smtp" || m.path == "lmtp")
 	var why string

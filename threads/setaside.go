@@ -66,10 +66,10 @@ type InboxMessage struct {
 	MailFrom string    `json:"mail_from"`
 	Rcpts    []string  `json:"rcpt_to"`
 	Size     int64     `json:"size"`
-	State    string    `json:"state"`            // waiting, filed, set_aside
+	State    string    `json:"state"`            // waiting, filed, set_aside, not_filed (sent mail that belongs nowhere: Reason says why)
 	Ticket   int64     `json:"ticket,omitempty"` // when filed
 	Attempts int       `json:"attempts"`
-	Reason   string    `json:"reason,omitempty"` // the last filing error
+	Reason   string    `json:"reason,omitempty"` // the last filing error; for not_filed, why
 	Header   string    `json:"header"`           // raw header block, capped
 }
 
@@ -97,6 +97,9 @@ func (s *Store) InboxMessage(ctx context.Context, id int64) (InboxMessage, error
 	m.Received = unixUTC(received)
 	m.Rcpts = strings.Split(rcpts, "\n")
 	m.State = [...]string{"waiting", "filed", "set_aside"}[min(max(processed, 0), 2)]
+	if m.State == "filed" && m.Ticket == 0 {
+		m.State = "not_filed" // processed, and on purpose in no ticket (sent.go)
+	}
 	if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
 		head = head[:i]
 	} else if i := bytes.Index(head, []byte("\n\n")); i >= 0 {

@@ -222,6 +222,8 @@ func showInbox(ctx context.Context, env *cmdEnv, store *threads.Store, n int64, 
 		fmt.Fprintf(w, "filed into ticket #%d\n", m.Ticket)
 	case "set_aside":
 		fmt.Fprintf(w, "SET ASIDE after %d attempts: %s\n  fix the cause, then: replydesk refile %d\n", m.Attempts, m.Reason, m.ID)
+	case "not_filed":
+		fmt.Fprintf(w, "kept, filed into no ticket: %s\n", m.Reason)
 	default:
 		fmt.Fprintf(w, "waiting to be filed (%d failed attempts; last error: %s)\n", m.Attempts, orDash(m.Reason))
 	}
