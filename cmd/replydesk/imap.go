@@ -87,8 +87,12 @@ func (c fileConfig) validateIMAP() []problem {
 		if im.ProcessedMailbox != "" && strings.EqualFold(im.ProcessedMailbox, mbox) {
 			add("processed_mailbox", "must differ from mailbox %q", mbox)
 		}
-		if im.SentMailbox != "" {
-			add("sent_mailbox", "filing the Sent folder is not available in this version; remove the key")
+		switch sent := im.SentMailbox; {
+		case sent == "":
+		case strings.TrimSpace(sent) == "":
+			add("sent_mailbox", "must name the Sent folder (e.g. \"Sent\", \"[Gmail]/Sent Mail\", \"Sent Items\"), or be left out")
+		case strings.EqualFold(sent, mbox) || strings.EqualFold(sent, im.ProcessedMailbox):
+			add("sent_mailbox", "must differ from mailbox %q and processed_mailbox %q: it is read, never changed", mbox, im.ProcessedMailbox)
 		}
 		if im.PollInterval.Duration != 0 && im.PollInterval.Duration < time.Second {
 			add("poll_interval", "must be at least 1s")
@@ -98,6 +102,12 @@ func (c fileConfig) validateIMAP() []problem {
 			add("mailbox", "the same mailbox (%s) is configured twice", key)
 		}
 		seen[strings.ToLower(key)] = true
+		if sent := im.config().SentKey(); sent != "" {
+			if seen[strings.ToLower(sent)] {
+				add("sent_mailbox", "the same mailbox (%s) is configured twice", sent)
+			}
+			seen[strings.ToLower(sent)] = true
+		}
 	}
 	return ps
 }
@@ -156,7 +166,7 @@ func orDefault(s, def string) string {
 func (im imapTable) config() imap.Config {
 	return imap.Config{
 		Server: im.Server, TLS: im.TLS, Username: im.Username, Password: im.Password,
-		Mailbox: orDefault(im.Mailbox, "INBOX"), Processed: im.ProcessedMailbox,
+		Mailbox: orDefault(im.Mailbox, "INBOX"), Processed: im.ProcessedMailbox, Sent: im.SentMailbox,
 		Address: im.Address, PollInterval: im.PollInterval.Duration, BackfillLive: im.BackfillNotify,
 	}
 }

@@ -53,7 +53,7 @@ token_url = "http://oauth.example.com/token"
 refresh_token_file = %q
 mailbox = "INBOX"
 processed_mailbox = "inbox"
-sent_mailbox = "Sent"
+sent_mailbox = "INBOX"
 poll_interval = "10ms"
 `, loose)), 0o600)
 	code, _, errOut := runCmd(t, "", "check-config", "-config", path)

@@ -22,7 +22,7 @@ var statusCommand = command{
 			if err != nil {
 				return err
 			}
-			mailboxes, err := store.MailboxStatus(ctx) // [[imap]], imap_status.go
+			mailboxes, err := mailboxStatus(ctx, env, store) // [[imap]], imap_status.go
 			if err != nil {
 				return err
 			}

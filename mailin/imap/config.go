@@ -148,9 +148,11 @@ func (c Config) SentKey() string {
 }
 
 // sentConfig is the configuration of the Sent folder's poller: the same account, the
-// Sent folder read-only, nothing moved.
+// Sent folder read-only, nothing moved. What is there at the first sync is always taken
+// in silently: nothing in it is ever answered anyway, and old replies must not change
+// their tickets' status (BackfillLive is about answering old mail).
 func (c Config) sentConfig() Config {
-	c.Mailbox, c.Processed, c.Sent, c.sentFolder = c.Sent, "", "", true
+	c.Mailbox, c.Processed, c.Sent, c.sentFolder, c.BackfillLive = c.Sent, "", "", true, false
 	return c
 }
 
