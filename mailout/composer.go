@@ -16,7 +16,7 @@ import (
 
 // ComposeQueue is what composing needs from the store.
 type ComposeQueue interface {
-	ComposeDue(ctx context.Context, limit int) ([]threads.ToCompose, error)
+	ComposeDue(ctx context.Context, after int64, limit int) ([]threads.ToCompose, error)
 	Composed(ctx context.Context, mails []threads.Composed) error
 	// RawMessage is a received message's bytes (inbox row), for the attachments that go
 	// along with a relayed reply or a notification.
@@ -76,33 +76,100 @@ func (c *Composer) Wake() {
 	}
 }
 
-// Run composes until ctx ends.
+// Run composes until ctx ends. The commit of one round overlaps the composing of the
+// next (the store's single writer is the slow part of a round): at most one commit is
+// in flight, and the next round starts after the last intent handed to it.
 func (c *Composer) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		n, err := c.ComposeDue(ctx)
-		if err != nil && ctx.Err() == nil {
-			c.log.Error("composing mail", "err", err)
+	var inFlight <-chan error // the previous round's commit
+	after := int64(0)         // intents up to this id are composed or in inFlight
+	settle := func() {
+		if inFlight == nil {
+			return
 		}
-		if n > 0 && err == nil {
-			continue
+		if err := <-inFlight; err != nil && ctx.Err() == nil {
+			c.log.Error("storing composed mail", "err", err)
+			after = 0 // its intents are still waiting: compose them again
 		}
-		t := time.NewTimer(idlePoll)
-		select {
-		case <-ctx.Done():
-		case <-c.wake:
-		case <-t.C:
-		}
-		t.Stop()
+		inFlight = nil
 	}
+	defer settle()
+	for ctx.Err() == nil {
+		giveWay(ctx, c.busy)
+		store, last, err := c.round(ctx, after)
+		if last != 0 {
+			settle()
+			after = last
+			if len(store) > 0 {
+				inFlight = c.commitAsync(ctx, store)
+			}
+		}
+		switch {
+		case err != nil: // storage trouble: wait, then look again from the start
+			if ctx.Err() == nil {
+				c.log.Error("composing mail", "err", err)
+			}
+			settle()
+			after = 0
+			c.idle(ctx)
+		case last == 0 && (after != 0 || inFlight != nil):
+			// Nothing above after: once the last round is stored, look again from the
+			// start (an intent below after may have been left waiting).
+			settle()
+			after = 0
+		case last == 0:
+			c.idle(ctx)
+		}
+	}
+}
+
+func (c *Composer) idle(ctx context.Context) {
+	t := time.NewTimer(idlePoll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-c.wake:
+	case <-t.C:
+	}
+}
+
+// commitAsync stores a round's mail and tells the outbox, without making the next round
+// wait for the commit.
+func (c *Composer) commitAsync(ctx context.Context, store []threads.Composed) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		err := c.q.Composed(context.WithoutCancel(ctx), store)
+		if err == nil && c.composed != nil {
+			c.composed()
+		}
+		done <- err
+	}()
+	return done
 }
 
 // ComposeDue composes one batch of waiting intents and stores the result; it returns
 // how many it handled.
 func (c *Composer) ComposeDue(ctx context.Context) (int, error) {
 	giveWay(ctx, c.busy)
-	due, err := c.q.ComposeDue(ctx, composeBatch)
-	if err != nil || len(due) == 0 {
+	store, _, err := c.round(ctx, 0)
+	if err != nil || len(store) == 0 {
 		return 0, err
+	}
+	if err := c.q.Composed(context.WithoutCancel(ctx), store); err != nil {
+		return 0, err
+	}
+	if c.composed != nil {
+		c.composed()
+	}
+	return len(store), nil
+}
+
+// round composes up to composeBatch intents above after, in parallel, and returns the
+// mail to store and the id of the last intent it started (0: none waiting). Intents it
+// could not read now stay waiting.
+func (c *Composer) round(ctx context.Context, after int64) (store []threads.Composed, last int64, err error) {
+	due, err := c.q.ComposeDue(ctx, after, composeBatch)
+	if err != nil || len(due) == 0 {
+		return nil, 0, err
 	}
 	out := make([]threads.Composed, len(due))
 	done := make([]bool, len(due))
@@ -129,22 +196,16 @@ func (c *Composer) ComposeDue(ctx context.Context) (int, error) {
 	}
 	close(next)
 	wg.Wait()
-	var store []threads.Composed
 	for i := range started {
 		if done[i] {
 			store = append(store, out[i])
 		}
 	}
+	last = due[started-1].OutboxID
 	if len(store) == 0 {
-		return 0, fmt.Errorf("could not read the messages %d mails are about: they wait for the next round", started)
+		return nil, last, fmt.Errorf("could not read the messages %d mails are about: they wait for the next round", started)
 	}
-	if err := c.q.Composed(context.WithoutCancel(ctx), store); err != nil {
-		return 0, err
-	}
-	if c.composed != nil {
-		c.composed()
-	}
-	return len(store), nil
+	return store, last, nil
 }
 
 // compose composes one intent; ok false means it could not be read now (the store

@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/replydesk/replydesk/mailin"
 	"github.com/replydesk/replydesk/templates"
@@ -95,5 +96,76 @@ func TestIntentsSurviveARestartAndComposeOnce(t *testing.T) {
 		if m.Direction == "out" && (m.Subject == "" || m.Text == "") {
 			t.Errorf("outbound %s on the ticket without its composed subject/text: %+v", m.Flags, m)
 		}
+	}
+}
+
+// Run overlaps each round's commit with the next round: every intent of several rounds
+// is composed exactly once, and intents filed after it caught up are composed too.
+func TestComposerRunComposesEveryRound(t *testing.T) {
+	t.Parallel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := threads.Open(threads.Config{DataDir: t.TempDir(),
+		Addresses: []threads.Address{{Email: "support@example.test", Queue: "support"}}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	tpl, err := templates.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en", OurAddresses: []string{"support@example.test"}, Log: quiet}, tpl, store.Tokens())
+	store.SetResponder(r, nil)
+	file := func(from, to int) {
+		for i := from; i < to; i++ {
+			raw := fmt.Sprintf("From: c%d@example.com\r\nTo: support@example.test\r\nSubject: Order %d\r\nMessage-ID: <run%d@example.com>\r\n\r\nOrder %d is late.\r\n", i, i, i, i)
+			if _, err := store.Accept(context.Background(), mailin.Envelope{Path: mailin.PathSMTP, MailFrom: fmt.Sprintf("c%d@example.com", i), Live: true}, []byte(raw)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := store.ProcessPending(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const first, more = 3*composeBatch + 7, composeBatch + 3
+	file(0, first)
+	c := NewComposer(store, r, 2, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	waitQueued := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, err := store.Status(context.Background())
+			if err == nil && st.Outbox.Queued == n && st.Outbox.Composing == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("outbox %+v, want %d queued and none composing", st.Outbox, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitQueued(first)
+	file(first, first+more) // above where Run stopped
+	c.Wake()
+	waitQueued(first + more)
+	cancel()
+	<-done
+	items, err := store.DueMail(context.Background(), farFuture, 10*(first+more))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, it := range items {
+		msg, err := mail.ReadMessage(bytes.NewReader(it.Raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[msg.Header.Get("Message-Id")] = true
+	}
+	if len(items) != first+more || len(ids) != first+more {
+		t.Fatalf("%d mails queued with %d distinct Message-IDs, want %d", len(items), len(ids), first+more)
 	}
 }

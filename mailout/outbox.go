@@ -69,7 +69,7 @@ func NewOutbox(q Queue, tr Transport, retry RetryPolicy, log *slog.Logger) *Outb
 	if retry.Base == 0 {
 		retry = DefaultRetry
 	}
-	return &Outbox{q: q, tr: tr, retry: retry, log: log, wake: make(chan struct{}, 1), batch: 256}
+	return &Outbox{q: q, tr: tr, retry: retry, log: log, wake: make(chan struct{}, 1), batch: 1024}
 }
 
 // Wake tells the worker new mail was queued.
@@ -125,25 +125,18 @@ func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
 	if err != nil || len(items) == 0 {
 		return 0, err
 	}
+	sent := make(chan int64, len(items)) // never blocks a worker
+	marked := make(chan error, 1)
+	go func() { marked <- o.markSent(context.WithoutCancel(ctx), sent) }()
 	var wg sync.WaitGroup
-	var markErr error
-	var mu sync.Mutex
 	work := make(chan threads.OutboxItem)
 	for range min(16, len(items)) { // the transport caps real parallelism
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for it := range work {
-				if !o.deliver(ctx, it) {
-					continue
-				}
-				// Marked at once (concurrent marks share a commit): a crash between the
-				// smarthost's 250 and this commit sends the mail again, so that window
-				// is kept to one commit.
-				if err := o.q.MailSent(context.WithoutCancel(ctx), it.ID); err != nil {
-					mu.Lock()
-					markErr = err
-					mu.Unlock()
+				if o.deliver(ctx, it) {
+					sent <- it.ID
 				}
 			}
 		}()
@@ -153,7 +146,35 @@ func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
 	}
 	close(work)
 	wg.Wait()
-	return len(items), markErr
+	close(sent)
+	return len(items), <-marked
+}
+
+// markSent records sent mail as it comes, each commit carrying every mail sent while the
+// previous one ran: a worker never waits for a commit (while filing keeps the writer
+// busy, one commit per mail capped delivery at a few hundred a second), and a crash
+// between the smarthost's 250 and the mark sends again at most one commit's worth.
+func (o *Outbox) markSent(ctx context.Context, sent <-chan int64) error {
+	var firstErr error
+	for id := range sent {
+		ids := []int64{id}
+	more:
+		for {
+			select {
+			case id, ok := <-sent:
+				if !ok {
+					break more
+				}
+				ids = append(ids, id)
+			default:
+				break more
+			}
+		}
+		if err := o.q.MailSent(ctx, ids...); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
 }
 
 // deliver sends one mail and records a failure; it reports success.

@@ -2,9 +2,11 @@ package templates
 
 import (
 	"fmt"
+	"iter"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 var categoryNames = map[string]map[string]string{
@@ -79,6 +81,30 @@ func Language(contentLanguage, earlier, text, fallback string) string {
 	return fallback
 }
 
+// maxStopword is the longest stopword, in bytes.
+const maxStopword = 8
+
+// words yields the runs of letters in text.
+func words(text string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		start := -1
+		for i, r := range text {
+			switch letter := unicode.IsLetter(r); {
+			case letter && start < 0:
+				start = i
+			case !letter && start >= 0:
+				if !yield(text[start:i]) {
+					return
+				}
+				start = -1
+			}
+		}
+		if start >= 0 {
+			yield(text[start:])
+		}
+	}
+}
+
 func base(tag string) string {
 	tag = strings.ToLower(strings.TrimSpace(tag))
 	l, _, _ := strings.Cut(tag, "-")
@@ -94,14 +120,27 @@ var stopwords = map[string]string{
 	"o": "pt", "os": "pt", "e": "pt", "meu": "pt", "minha": "pt", "não": "pt", "nao": "pt", "olá": "pt", "ola": "pt", "obrigado": "pt", "obrigada": "pt", "você": "pt", "voce": "pt", "tenho": "pt", "posso": "pt", "muito": "pt", "socorro": "pt", "bom": "pt", "dia": "pt", "conta": "pt", "está": "pt",
 }
 
-// Detect guesses en, es or pt from stopwords; "" when the text says too little.
+// Detect guesses en, es or pt from stopwords; "" when the text says too little. It runs
+// for every mail composed, so it walks the text once and lowers only words short enough
+// to be a stopword.
 func Detect(text string) string {
 	if len(text) > 4000 {
 		text = text[:4000]
 	}
 	score := map[string]int{}
-	for _, w := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool { return !unicode.IsLetter(r) }) {
-		if l, ok := stopwords[w]; ok {
+	var buf [maxStopword]byte
+	for word := range words(text) {
+		if len(word) > maxStopword {
+			continue
+		}
+		lower := buf[:0]
+		for _, r := range word {
+			lower = utf8.AppendRune(lower, unicode.ToLower(r))
+		}
+		if len(lower) > maxStopword {
+			continue
+		}
+		if l, ok := stopwords[string(lower)]; ok { // no allocation: a map lookup by []byte
 			score[l]++
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func realistic(lang string) Data {
@@ -215,6 +216,47 @@ func TestSize(t *testing.T) {
 	} {
 		if got := Size(c.lang, c.n); got != c.want {
 			t.Errorf("Size(%s, %d) = %q, want %q", c.lang, c.n, got, c.want)
+		}
+	}
+}
+
+// Detect walks words without lowering the whole text; it must score as splitting the
+// lowered text would.
+func TestDetectMatchesSplittingLoweredText(t *testing.T) {
+	t.Parallel()
+	reference := func(text string) map[string]int {
+		score := map[string]int{}
+		for _, w := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool { return !unicode.IsLetter(r) }) {
+			if l, ok := stopwords[w]; ok {
+				score[l]++
+			}
+		}
+		return score
+	}
+	for _, text := range []string{
+		"Hello, my invoice is wrong and the app crashes. Please help!",
+		"Hola, mi cuenta no funciona. ¿Pueden ayudarme por favor? Gracias.",
+		"Olá, minha conta não está funcionando. Obrigado, bom dia!",
+		"ÓLÁ NÃO ESTÁ OBRIGADO — THE AND Y E O",
+		"x\xffthe\xfe and",
+		"",
+		"The the the el el el",
+	} {
+		want := reference(text)
+		best, n, second := "", 0, 0
+		for _, l := range []string{"en", "es", "pt"} {
+			switch {
+			case want[l] > n:
+				best, second, n = l, n, want[l]
+			case want[l] > second:
+				second = want[l]
+			}
+		}
+		if n == 0 || n == second {
+			best = ""
+		}
+		if got := Detect(text); got != best {
+			t.Errorf("Detect(%q) = %q, want %q (scores %v)", text, got, best, want)
 		}
 	}
 }

@@ -136,15 +136,16 @@ func (s *Store) MailFailed(ctx context.Context, id int64, reason string) error {
 	})
 }
 
-// ComposeDue returns up to limit intents waiting to be composed, oldest first.
-func (s *Store) ComposeDue(ctx context.Context, limit int) ([]ToCompose, error) {
+// ComposeDue returns up to limit intents waiting to be composed with an outbox id above
+// after, oldest first.
+func (s *Store) ComposeDue(ctx context.Context, after int64, limit int) ([]ToCompose, error) {
 	return queryAll(ctx, s.rdb, func(r scanner) (ToCompose, error) {
 		var c ToCompose
 		var data string
 		err := r.Scan(&c.OutboxID, &c.Ticket, &c.Kind, &data, &c.Text, &c.InboxID, &c.Attachments)
 		c.Data = []byte(data)
 		return c, err
-	}, sqlComposeDue, limit)
+	}, sqlComposeDue, after, limit)
 }
 
 // Composed stores composed mail in one transaction: each becomes queued for delivery

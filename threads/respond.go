@@ -189,10 +189,9 @@ func (s *Store) filedEvent(tx *sql.Tx, f *filing) (Filed, error) {
 	var bouncing int
 	err = errors.Join(
 		tx.Stmt(s.sql.isBouncing).QueryRow(from).Scan(&bouncing),
-		tx.Stmt(s.sql.autoRepliesTo).QueryRow(key, since).Scan(&ev.RecentToSender),
-		tx.Stmt(s.sql.autoRepliesTo).QueryRow(key, day).Scan(&ev.TodayToSender),
-		tx.Stmt(s.sql.autoRepliesOn).QueryRow(f.ticket, since).Scan(&ev.RecentOnTicket),
-		tx.Stmt(s.sql.autoRepliesOn).QueryRow(f.ticket, day).Scan(&ev.TodayOnTicket))
+		// Counts since day and, of those, since since (RecentWindow is under a day).
+		tx.Stmt(s.sql.autoRepliesTo).QueryRow(key, day, since).Scan(&ev.TodayToSender, &ev.RecentToSender),
+		tx.Stmt(s.sql.autoRepliesOn).QueryRow(f.ticket, day, since).Scan(&ev.TodayOnTicket, &ev.RecentOnTicket))
 	ev.Bouncing = bouncing > 0
 	if err != nil {
 		return ev, err

@@ -48,14 +48,14 @@ const (
 	sqlMessageIDSender     = `SELECT m.ticket_id, m.from_addr, m.kind FROM messages m WHERE m.message_id = ? ORDER BY m.id LIMIT 1`
 	sqlTicketForResponse   = `SELECT id, subject, status, queue, category, customer, assignee, language, created, due FROM tickets WHERE id = ?`
 	sqlIsBouncing          = `SELECT count(*) FROM bouncing WHERE address = ?`
-	sqlAutoRepliesTo       = `SELECT count(*) FROM autoreplies WHERE address = ? AND at >= ?`
-	sqlAutoRepliesOn       = `SELECT count(*) FROM autoreplies WHERE ticket_id = ? AND at >= ?`
+	sqlAutoRepliesTo       = `SELECT count(*), coalesce(sum(at >= ?3), 0) FROM autoreplies WHERE address = ?1 AND at >= ?2`
+	sqlAutoRepliesOn       = `SELECT count(*), coalesce(sum(at >= ?3), 0) FROM autoreplies WHERE ticket_id = ?1 AND at >= ?2`
 	sqlEarlierTickets      = `SELECT id, subject, status, language FROM tickets WHERE customer = ? AND id <> ? AND merged_into IS NULL ORDER BY id DESC LIMIT 5`
 	sqlQueueIntent         = `INSERT INTO outbox (message_row, ticket_id, kind, mail_from, rcpt_to, raw, status, next_attempt, created, intent, about_row)
 		VALUES (?, ?, ?, ?, ?, x'', 'compose', ?, ?, ?, ?)`
 	sqlComposeDue = `SELECT o.id, o.ticket_id, o.kind, o.intent, coalesce(m.text, m.body, ''), coalesce(m.inbox_id, 0),
 		coalesce(m.attachments, '[]') <> '[]' FROM outbox o
-		LEFT JOIN messages m ON m.id = o.about_row WHERE o.status = 'compose' ORDER BY o.id LIMIT ?`
+		LEFT JOIN messages m ON m.id = o.about_row WHERE o.status = 'compose' AND o.id > ? ORDER BY o.id LIMIT ?`
 	sqlComposedMail    = `UPDATE outbox SET raw = ?, status = 'queued', next_attempt = ? WHERE id = ? AND status = 'compose'`
 	sqlComposeFailed   = `UPDATE outbox SET status = 'failed', last_error = ?, done_at = ? WHERE id = ? AND status = 'compose'`
 	sqlComposedMessage = `UPDATE messages SET subject = ?, body = ?, delivery_status = coalesce(?, delivery_status), delivery_error = coalesce(?, delivery_error)

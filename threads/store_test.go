@@ -126,6 +126,36 @@ func TestConcurrentAcceptsShareCommits(t *testing.T) {
 	}
 }
 
+// Senders' commits are fsynced (synchronous=FULL); background commits are not (NORMAL),
+// and a sender's commit after one is fsynced again.
+func TestOnlySendersCommitsAreFsynced(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, nil)
+	syncOf := func(background bool) int {
+		var mode int
+		op := func(tx *sql.Tx) error { return tx.QueryRow("PRAGMA synchronous").Scan(&mode) }
+		var err error
+		if background {
+			err = s.writeBackground(context.Background(), op)
+		} else {
+			err = s.write(context.Background(), op)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mode
+	}
+	const normal, full = 1, 2
+	for i, c := range []struct {
+		background bool
+		want       int
+	}{{false, full}, {true, normal}, {true, normal}, {false, full}, {true, normal}, {false, full}} {
+		if got := syncOf(c.background); got != c.want {
+			t.Errorf("commit %d (background %v): synchronous = %d, want %d", i, c.background, got, c.want)
+		}
+	}
+}
+
 // TestAcceptFailsWhenStoreIsFull: at the size cap SQLite fails the write exactly as on a
 // full disk; Accept must report it (so the sender hears 451), and store nothing.
 func TestAcceptFailsWhenStoreIsFull(t *testing.T) {

@@ -18,6 +18,7 @@ const maxBatch = 512
 // timer lowered throughput (see shared/notes/group-commit.md).
 type writer struct {
 	db       *sql.DB
+	lazySync bool // the connection's synchronous is NORMAL (background commits)
 	log      *slog.Logger
 	queue    chan *writeOp
 	quit     chan struct{}
@@ -164,6 +165,9 @@ type applyError struct{ error }
 func (e applyError) Unwrap() error { return e.error }
 
 func (w *writer) runTx(batch []*writeOp) (err error) {
+	if err := w.syncFor(batch[0].background); err != nil {
+		return err
+	}
 	tx, err := w.db.Begin()
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -180,6 +184,29 @@ func (w *writer) runTx(batch []*writeOp) (err error) {
 	}
 	w.commits.Add(1)
 	w.ops.Add(int64(len(batch)))
+	return nil
+}
+
+// syncFor sets how the next commit reaches the disk. Senders' commits are fsynced
+// (synchronous=FULL): their 250 promises the message is on disk. Background commits
+// (filing, composed mail, delivery marks) are not (NORMAL): in WAL mode they are still
+// atomic and in order, and the next fsynced commit, or checkpoint, makes them durable
+// with it. A power cut can lose only the last of them, and each is redone: a message
+// not marked filed is filed again, an intent not marked composed is composed again
+// (same Message-ID, same bytes), a mail not marked sent is sent again (delivery is at
+// least once in any case). A process crash loses nothing: the OS has the writes.
+func (w *writer) syncFor(background bool) error {
+	if background == w.lazySync {
+		return nil
+	}
+	mode := "FULL"
+	if background {
+		mode = "NORMAL"
+	}
+	if _, err := w.db.Exec("PRAGMA synchronous = " + mode); err != nil {
+		return fmt.Errorf("set synchronous %s: %w", mode, err)
+	}
+	w.lazySync = background
 	return nil
 }
 
