@@ -3,10 +3,12 @@ package mailout
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/mail"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +169,71 @@ func TestComposerRunComposesEveryRound(t *testing.T) {
 	}
 	if len(items) != first+more || len(ids) != first+more {
 		t.Fatalf("%d mails queued with %d distinct Message-IDs, want %d", len(items), len(ids), first+more)
+	}
+}
+
+// Schema 6 moved composed mail out of the outbox row: a database of version 5 with
+// composed mail waiting keeps every byte of it, for delivery and for show -outbox.
+func TestComposedMailSurvivesTheMigrationToSchema6(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func() *threads.Store {
+		store, err := threads.Open(threads.Config{DataDir: dir,
+			Addresses: []threads.Address{{Email: "support@example.test", Queue: "support"}}}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store
+	}
+	store := open()
+	tpl, err := templates.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en", OurAddresses: []string{"support@example.test"}, Log: quiet}, tpl, store.Tokens())
+	store.SetResponder(r, nil)
+	for i := range 3 {
+		raw := fmt.Sprintf("From: m%d@example.com\r\nTo: support@example.test\r\nSubject: Order %d\r\nMessage-ID: <mig%d@example.com>\r\n\r\nOrder %d is late.\r\n", i, i, i, i)
+		if _, err := store.Accept(context.Background(), mailin.Envelope{Path: mailin.PathSMTP, MailFrom: fmt.Sprintf("m%d@example.com", i), Live: true}, []byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.ProcessPending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	composeAll(t, store, r)
+	before, err := store.DueMail(context.Background(), farFuture, 100)
+	if err != nil || len(before) != 3 {
+		t.Fatalf("due before: %d, %v", len(before), err)
+	}
+	store.Close()
+
+	// Back to version 5: the bytes in the outbox row, no outbox_raw.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "replydesk.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE outbox SET raw = (SELECT raw FROM outbox_raw r WHERE r.id = outbox.id) WHERE id IN (SELECT id FROM outbox_raw)`,
+		`DROP TABLE outbox_raw`, `PRAGMA user_version = 5`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	store = open()
+	defer store.Close()
+	after, err := store.DueMail(context.Background(), farFuture, 100)
+	if err != nil || len(after) != len(before) {
+		t.Fatalf("due after the migration: %d, %v", len(after), err)
+	}
+	for i, it := range after {
+		shown, err := store.OutboundRaw(context.Background(), it.ID)
+		if it.ID != before[i].ID || !bytes.Equal(it.Raw, before[i].Raw) || err != nil || !bytes.Equal(shown, it.Raw) {
+			t.Errorf("mail %d after the migration: %d bytes due, %d shown (%v); %d bytes before", it.ID, len(it.Raw), len(shown), err, len(before[i].Raw))
+		}
 	}
 }

@@ -81,6 +81,10 @@ func Language(contentLanguage, earlier, text, fallback string) string {
 	return fallback
 }
 
+// detectBytes is how much of the text Detect reads: about 250 words, where stopwords are
+// a third of the words of any prose.
+const detectBytes = 1500
+
 // maxStopword is the longest stopword, in bytes.
 const maxStopword = 8
 
@@ -124,8 +128,8 @@ var stopwords = map[string]string{
 // for every mail composed, so it walks the text once and lowers only words short enough
 // to be a stopword.
 func Detect(text string) string {
-	if len(text) > 4000 {
-		text = text[:4000]
+	if len(text) > detectBytes {
+		text = text[:detectBytes]
 	}
 	score := map[string]int{}
 	var buf [maxStopword]byte

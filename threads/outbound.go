@@ -79,15 +79,14 @@ func (s *Store) NextMailDue(ctx context.Context) (next time.Time, ok bool, err e
 	return time.Unix(at.Int64, 0), at.Valid, nil
 }
 
-// MailSent records that the smarthost (or the dir transport) took these mails.
+// MailSent records that the smarthost (or the dir transport) took these mails. Only the
+// outbox row changes: the ticket's message reads as sent from it (sqlMessagesOfTicket),
+// so the message row, which holds the whole text, is not rewritten for every mail.
 func (s *Store) MailSent(ctx context.Context, ids ...int64) error {
 	now := time.Now().Unix()
 	return s.writeBackground(ctx, func(tx *sql.Tx) error {
 		for _, id := range ids {
 			if _, err := tx.Stmt(s.sql.outboxDone).Exec("sent", now, "", id); err != nil {
-				return err
-			}
-			if _, err := tx.Stmt(s.sql.outboxMessageStatus).Exec("sent", "", id); err != nil {
 				return err
 			}
 		}
@@ -165,12 +164,15 @@ func (s *Store) Composed(ctx context.Context, mails []Composed) error {
 				}
 				continue
 			}
-			res, err := tx.Stmt(s.sql.composedMail).Exec(m.Raw, now, m.OutboxID)
+			res, err := tx.Stmt(s.sql.composedMail).Exec(now, m.OutboxID)
 			if err != nil {
 				return err
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
 				continue // composed already
+			}
+			if _, err := tx.Stmt(s.sql.composedRaw).Exec(m.OutboxID, m.Raw); err != nil {
+				return err
 			}
 			if _, err := tx.Stmt(s.sql.composedMessage).Exec(m.Subject, m.Text, nil, nil, m.OutboxID); err != nil {
 				return err

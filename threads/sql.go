@@ -56,15 +56,18 @@ const (
 	sqlComposeDue = `SELECT o.id, o.ticket_id, o.kind, o.intent, coalesce(m.text, m.body, ''), coalesce(m.inbox_id, 0),
 		coalesce(m.attachments, '[]') <> '[]' FROM outbox o
 		LEFT JOIN messages m ON m.id = o.about_row WHERE o.status = 'compose' AND o.id > ? ORDER BY o.id LIMIT ?`
-	sqlComposedMail    = `UPDATE outbox SET raw = ?, status = 'queued', next_attempt = ? WHERE id = ? AND status = 'compose'`
+	sqlComposedMail    = `UPDATE outbox SET status = 'queued', next_attempt = ? WHERE id = ? AND status = 'compose'`
+	sqlComposedRaw     = `INSERT INTO outbox_raw (id, raw) VALUES (?, ?)`
 	sqlComposeFailed   = `UPDATE outbox SET status = 'failed', last_error = ?, done_at = ? WHERE id = ? AND status = 'compose'`
 	sqlComposedMessage = `UPDATE messages SET subject = ?, body = ?, delivery_status = coalesce(?, delivery_status), delivery_error = coalesce(?, delivery_error)
 		WHERE id = (SELECT message_row FROM outbox WHERE id = ?)`
 	sqlComposedLanguage = `UPDATE tickets SET language = ? WHERE id = (SELECT ticket_id FROM outbox WHERE id = ?) AND language = ''`
 	sqlLogAutoReply     = `INSERT INTO autoreplies (address, ticket_id, at) VALUES (?, ?, ?)`
-	sqlDueMail          = `SELECT o.id, o.ticket_id, o.kind, o.mail_from, o.rcpt_to, o.raw, o.attempts FROM outbox o
-		JOIN (SELECT id, sum(length(raw)) OVER (ORDER BY next_attempt, id) - length(raw) AS before FROM outbox
-			WHERE status = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2) d ON d.id = o.id
+	sqlDueMail          = `SELECT o.id, o.ticket_id, o.kind, o.mail_from, o.rcpt_to, r.raw, o.attempts FROM outbox o
+		JOIN (SELECT q.id, sum(length(qr.raw)) OVER (ORDER BY q.next_attempt, q.id) - length(qr.raw) AS before
+			FROM outbox q JOIN outbox_raw qr ON qr.id = q.id
+			WHERE q.status = 'queued' AND q.next_attempt <= ?1 ORDER BY q.next_attempt, q.id LIMIT ?2) d ON d.id = o.id
+		JOIN outbox_raw r ON r.id = o.id
 		WHERE d.before < ?3 ORDER BY o.next_attempt, o.id`
 	sqlNextMailDue         = `SELECT min(next_attempt) FROM outbox WHERE status = 'queued'`
 	sqlOutboxDone          = `UPDATE outbox SET status = ?, done_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?`
@@ -90,7 +93,7 @@ const (
 	sqlClaimAlert = `INSERT INTO alerts (kind, last_sent) VALUES (?1, ?2)
 		ON CONFLICT (kind) DO UPDATE SET last_sent = excluded.last_sent WHERE last_sent <= ?3`
 	sqlSetMessageNotes   = `UPDATE messages SET notes = ? WHERE id = ?`
-	sqlOutboxRaw         = `SELECT raw, status FROM outbox WHERE id = ?`
+	sqlOutboxRaw         = `SELECT coalesce(r.raw, x''), o.status FROM outbox o LEFT JOIN outbox_raw r ON r.id = o.id WHERE o.id = ?`
 	sqlNotificationSent  = `SELECT id FROM messages WHERE message_id = ? AND ticket_id = ? AND direction = 'out' ORDER BY id LIMIT 1`
 	sqlOtherAgentReplied = `SELECT m.from_addr, m.date FROM messages m WHERE m.ticket_id = ?1 AND m.direction = 'in' AND m.kind = 'agent'
 		AND m.id > ?2 AND m.from_addr <> ?3 AND m.flags NOT LIKE '%command_error%' ORDER BY m.id LIMIT 1`
@@ -113,7 +116,9 @@ const (
 	sqlTicketColumns    = `t.id, t.subject, t.status, t.queue, t.category, t.priority, t.customer, t.assignee, (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id), t.created, t.updated, t.due, t.follows, t.merged_into, t.first_response`
 	sqlMessagesOfTicket = `SELECT m.direction, m.kind, m.from_addr, m.to_addrs, m.cc_addrs, m.message_id, m.subject, m.date,
 		coalesce(m.text, m.body), m.body, m.attachments, m.matched_by, m.flags, m.notes, coalesce(m.inbox_id, 0),
-		coalesce(m.delivery_status, ''), m.delivery_error, coalesce(o.attempts, 0), o.next_attempt, coalesce(o.id, 0)
+		CASE WHEN o.status = 'sent' AND coalesce(m.delivery_status, '') <> 'failed' THEN 'sent' ELSE coalesce(m.delivery_status, '') END,
+		CASE WHEN o.status = 'sent' AND coalesce(m.delivery_status, '') <> 'failed' THEN '' ELSE m.delivery_error END,
+		coalesce(o.attempts, 0), o.next_attempt, coalesce(o.id, 0)
 		FROM messages m LEFT JOIN outbox o ON o.message_row = m.id WHERE m.ticket_id = ? ORDER BY m.date, m.id`
 )
 
@@ -131,7 +136,7 @@ type prepared struct {
 	// deciding and recording outbound mail (respond.go, outbound.go)
 	ticketForResponse, isBouncing, autoRepliesTo, autoRepliesOn *sql.Stmt
 	earlierTickets, markQueued, queueIntent, logAutoReply       *sql.Stmt
-	setMessageNotes, composedMail, composeFailed                *sql.Stmt
+	setMessageNotes, composedMail, composedRaw, composeFailed   *sql.Stmt
 	composedMessage, composedLanguage                           *sql.Stmt
 	outboxDone, outboxMessageStatus, outboxRetry, outboxTicket  *sql.Stmt
 	// agents' replies (agent.go)
@@ -160,7 +165,7 @@ func prepare(db *sql.DB) (*prepared, error) {
 		{&p.autoRepliesTo, sqlAutoRepliesTo}, {&p.autoRepliesOn, sqlAutoRepliesOn},
 		{&p.earlierTickets, sqlEarlierTickets}, {&p.markQueued, sqlMarkQueued},
 		{&p.queueIntent, sqlQueueIntent}, {&p.logAutoReply, sqlLogAutoReply},
-		{&p.setMessageNotes, sqlSetMessageNotes}, {&p.composedMail, sqlComposedMail},
+		{&p.setMessageNotes, sqlSetMessageNotes}, {&p.composedMail, sqlComposedMail}, {&p.composedRaw, sqlComposedRaw},
 		{&p.composeFailed, sqlComposeFailed}, {&p.composedMessage, sqlComposedMessage},
 		{&p.composedLanguage, sqlComposedLanguage},
 		{&p.outboxDone, sqlOutboxDone}, {&p.outboxMessageStatus, sqlOutboxMessageStatus},

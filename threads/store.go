@@ -23,7 +23,7 @@ import (
 
 // schemaVersion is the version schema.sql creates. A database with a newer version was
 // written by a newer replydesk and is refused; an older one is migrated at start-up.
-const schemaVersion = 5
+const schemaVersion = 6
 
 var (
 	//go:embed schema.sql
@@ -34,10 +34,12 @@ var (
 	schemaV3 string
 	//go:embed schema4.sql
 	schemaV4 string
+	//go:embed schema6.sql
+	schemaV6 string
 )
 
 // migrations[v] upgrades a database from version v to v+1. Version 0 is an empty file.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6}
 
 // Config is what the store and the filing rules need to know.
 type Config struct {
