@@ -2,11 +2,12 @@ package templates
 
 import (
 	"fmt"
-	"iter"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/replydesk/replydesk/internal/words"
 )
 
 var categoryNames = map[string]map[string]string{
@@ -88,27 +89,6 @@ const detectBytes = 1500
 // maxStopword is the longest stopword, in bytes.
 const maxStopword = 8
 
-// words yields the runs of letters in text.
-func words(text string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		start := -1
-		for i, r := range text {
-			switch letter := unicode.IsLetter(r); {
-			case letter && start < 0:
-				start = i
-			case !letter && start >= 0:
-				if !yield(text[start:i]) {
-					return
-				}
-				start = -1
-			}
-		}
-		if start >= 0 {
-			yield(text[start:])
-		}
-	}
-}
-
 func base(tag string) string {
 	tag = strings.ToLower(strings.TrimSpace(tag))
 	l, _, _ := strings.Cut(tag, "-")
@@ -133,7 +113,7 @@ func Detect(text string) string {
 	}
 	score := map[string]int{}
 	var buf [maxStopword]byte
-	for word := range words(text) {
+	for word := range words.Runs(text, unicode.IsLetter) {
 		if len(word) > maxStopword {
 			continue
 		}
@@ -148,6 +128,11 @@ func Detect(text string) string {
 			score[l]++
 		}
 	}
+	return clearWinner(score)
+}
+
+// clearWinner is the language with the highest score, "" when none scored or two tie.
+func clearWinner(score map[string]int) string {
 	best, n, second := "", 0, 0
 	for _, l := range []string{"en", "es", "pt"} {
 		switch {

@@ -243,18 +243,7 @@ func TestDetectMatchesSplittingLoweredText(t *testing.T) {
 		"The the the el el el",
 	} {
 		want := reference(text)
-		best, n, second := "", 0, 0
-		for _, l := range []string{"en", "es", "pt"} {
-			switch {
-			case want[l] > n:
-				best, second, n = l, n, want[l]
-			case want[l] > second:
-				second = want[l]
-			}
-		}
-		if n == 0 || n == second {
-			best = ""
-		}
+		best := clearWinner(want)
 		if got := Detect(text); got != best {
 			t.Errorf("Detect(%q) = %q, want %q (scores %v)", text, got, best, want)
 		}
