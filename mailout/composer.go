@@ -82,30 +82,40 @@ func (c *Composer) Wake() {
 func (c *Composer) Run(ctx context.Context) {
 	var inFlight <-chan error // the previous round's commit
 	after := int64(0)         // intents up to this id are composed or in inFlight
-	settle := func() {
+	// settle waits for the commit in flight; false when it failed (its intents wait).
+	settle := func() bool {
 		if inFlight == nil {
-			return
+			return true
 		}
-		if err := <-inFlight; err != nil && ctx.Err() == nil {
-			c.log.Error("storing composed mail", "err", err)
-			after = 0 // its intents are still waiting: compose them again
-		}
+		err := <-inFlight
 		inFlight = nil
+		if err != nil && ctx.Err() == nil {
+			c.log.Error("storing composed mail", "err", err)
+		}
+		return err == nil
 	}
 	defer settle()
 	for ctx.Err() == nil {
 		giveWay(ctx, c.busy)
-		store, last, err := c.round(ctx, after)
+		store, last, left, err := c.round(ctx, after)
+		trouble := false
 		if last != 0 {
-			settle()
+			trouble = !settle()
 			after = last
 			if len(store) > 0 {
 				inFlight = c.commitAsync(ctx, store)
 			}
+			if trouble || left {
+				// Intents below after wait again (a commit failed, or a message could not
+				// be read): once this round is stored, look again from the start, not
+				// only once caught up with everything filed after them.
+				trouble = !settle() || trouble
+				after = 0
+			}
 		}
 		switch {
-		case err != nil: // storage trouble: wait, then look again from the start
-			if ctx.Err() == nil {
+		case err != nil || trouble: // storage trouble: wait, then look again from the start
+			if err != nil && ctx.Err() == nil {
 				c.log.Error("composing mail", "err", err)
 			}
 			settle()
@@ -150,7 +160,7 @@ func (c *Composer) commitAsync(ctx context.Context, store []threads.Composed) <-
 // how many it handled.
 func (c *Composer) ComposeDue(ctx context.Context) (int, error) {
 	giveWay(ctx, c.busy)
-	store, _, err := c.round(ctx, 0)
+	store, _, _, err := c.round(ctx, 0)
 	if err != nil || len(store) == 0 {
 		return 0, err
 	}
@@ -165,11 +175,11 @@ func (c *Composer) ComposeDue(ctx context.Context) (int, error) {
 
 // round composes up to composeBatch intents above after, in parallel, and returns the
 // mail to store and the id of the last intent it started (0: none waiting). Intents it
-// could not read now stay waiting.
-func (c *Composer) round(ctx context.Context, after int64) (store []threads.Composed, last int64, err error) {
+// could not read now stay waiting (left).
+func (c *Composer) round(ctx context.Context, after int64) (store []threads.Composed, last int64, left bool, err error) {
 	due, err := c.q.ComposeDue(ctx, after, composeBatch)
 	if err != nil || len(due) == 0 {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	out := make([]threads.Composed, len(due))
 	done := make([]bool, len(due))
@@ -203,9 +213,9 @@ func (c *Composer) round(ctx context.Context, after int64) (store []threads.Comp
 	}
 	last = due[started-1].OutboxID
 	if len(store) == 0 {
-		return nil, last, fmt.Errorf("could not read the messages %d mails are about: they wait for the next round", started)
+		return nil, last, true, fmt.Errorf("could not read the messages %d mails are about: they wait for the next round", started)
 	}
-	return store, last, nil
+	return store, last, len(store) < started, nil
 }
 
 // compose composes one intent; ok false means it could not be read now (the store

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/mail"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,6 +236,117 @@ func TestComposedMailSurvivesTheMigrationToSchema6(t *testing.T) {
 		shown, err := store.OutboundRaw(context.Background(), it.ID)
 		if it.ID != before[i].ID || !bytes.Equal(it.Raw, before[i].Raw) || err != nil || !bytes.Equal(shown, it.Raw) {
 			t.Errorf("mail %d after the migration: %d bytes due, %d shown (%v); %d bytes before", it.ID, len(it.Raw), len(shown), err, len(before[i].Raw))
+		}
+	}
+}
+
+// flakyComposeQueue holds intents in memory; one Composed commit and one read of a
+// received message fail, as storage trouble would.
+type flakyComposeQueue struct {
+	mu       sync.Mutex
+	waiting  map[int64]bool // intents not stored yet
+	max      int64
+	commits  int           // Composed calls
+	storedAt map[int64]int // intent -> the Composed call that stored it
+	failCall int           // this Composed call fails (0: none)
+	failRead int64         // the first read for this intent fails (0: none)
+}
+
+func newFlakyComposeQueue(n int) *flakyComposeQueue {
+	q := &flakyComposeQueue{waiting: map[int64]bool{}, storedAt: map[int64]int{}, max: int64(n)}
+	for id := int64(1); id <= q.max; id++ {
+		q.waiting[id] = true
+	}
+	return q
+}
+
+func (q *flakyComposeQueue) ComposeDue(_ context.Context, after int64, limit int) ([]threads.ToCompose, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var due []threads.ToCompose
+	for id := after + 1; id <= q.max && len(due) < limit; id++ {
+		if q.waiting[id] {
+			// Unreadable intent data: composing fails at once and stores the failure.
+			due = append(due, threads.ToCompose{OutboxID: id, Ticket: id, Kind: "notification", Data: []byte("x"), InboxID: id, Attachments: true})
+		}
+	}
+	return due, nil
+}
+
+func (q *flakyComposeQueue) Composed(_ context.Context, mails []threads.Composed) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.commits++
+	if q.commits == q.failCall {
+		return errors.New("disk I/O error")
+	}
+	for _, m := range mails {
+		if !q.waiting[m.OutboxID] {
+			return fmt.Errorf("intent %d stored twice", m.OutboxID)
+		}
+		delete(q.waiting, m.OutboxID)
+		q.storedAt[m.OutboxID] = q.commits
+	}
+	return nil
+}
+
+func (q *flakyComposeQueue) RawMessage(_ context.Context, id int64) ([]byte, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if id == q.failRead {
+		q.failRead = 0
+		return nil, errors.New("disk I/O error")
+	}
+	return []byte("From: a@example.com\r\n\r\nhi\r\n"), nil
+}
+
+// An intent left waiting by a round (its commit failed, or the message it is about could
+// not be read) is composed again within a round or two, not only once the composer has
+// caught up with everything filed after it.
+func TestComposerRetriesWhatARoundLeftSoon(t *testing.T) {
+	t.Parallel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tpl, err := templates.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en", OurAddresses: []string{"support@example.test"}, Log: quiet},
+		tpl, threads.NewTokens([]byte("0123456789abcdef0123456789abcdef")))
+	for name, setup := range map[string]func(*flakyComposeQueue){
+		"first commit fails":   func(q *flakyComposeQueue) { q.failCall = 1 },
+		"first read fails":     func(q *flakyComposeQueue) { q.failRead = 1 },
+		"a later commit fails": func(q *flakyComposeQueue) { q.failCall = 3 },
+	} {
+		q := newFlakyComposeQueue(20 * composeBatch)
+		setup(q)
+		c := NewComposer(q, r, 2, quiet)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); c.Run(ctx) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			q.mu.Lock()
+			left := len(q.waiting)
+			q.mu.Unlock()
+			if left == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d intents still waiting", name, left)
+			}
+			c.Wake() // as filing would, mail keeps coming
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		// The round left behind is the first (ids 1-128) or, when commit 3 fails, the third.
+		first := int64(1)
+		if q.failCall == 3 {
+			first = 2*composeBatch + 1
+		}
+		retried := q.storedAt[first]
+		if limit := max(q.failCall, 1) + 3; retried > limit {
+			t.Errorf("%s: intent %d stored by commit %d of %d; want by commit %d", name, first, retried, q.commits, limit)
 		}
 	}
 }
