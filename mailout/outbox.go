@@ -2,6 +2,7 @@ package mailout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -41,6 +42,9 @@ type Outbox struct {
 	batch int
 	alert func(kind, subject, text string) // tells the operator (SetAlert); nil: nobody
 	busy  func() bool                      // senders wait for a commit: give way (GiveWay)
+	// unmarked is mail sent whose mark failed to commit: it is still queued in the store,
+	// so it is marked before anything more is sent, or this run would send it again.
+	unmarked []int64
 }
 
 // GiveWay makes delivery wait, like composing, while senders wait for their commit:
@@ -93,9 +97,24 @@ func (o *Outbox) Run(ctx context.Context) {
 		if n > 0 {
 			continue
 		}
+		if errors.Is(err, errUnmarked) { // the store cannot record sent mail: wait a little
+			t := time.NewTimer(markRetry)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
 		o.sleep(ctx)
 	}
 }
+
+// errUnmarked: mail sent earlier in this run could not be recorded as sent yet.
+var errUnmarked = errors.New("sent mail not recorded as sent yet: nothing more is sent until it is")
+
+// markRetry is how often marking sent mail is tried again while the store refuses it.
+const markRetry = time.Second
 
 // idlePoll bounds how long mail queued by another process (`ingest` as the MTA's pipe)
 // waits to be noticed.
@@ -121,13 +140,24 @@ func (o *Outbox) DeliverDue(ctx context.Context) (int, error) { return o.deliver
 
 func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
 	giveWay(ctx, o.busy)
+	if len(o.unmarked) > 0 {
+		if err := o.q.MailSent(context.WithoutCancel(ctx), o.unmarked...); err != nil {
+			return 0, fmt.Errorf("%w: %d mails: %w", errUnmarked, len(o.unmarked), err)
+		}
+		o.unmarked = nil
+	}
 	items, err := o.q.DueMail(ctx, time.Now(), o.batch)
 	if err != nil || len(items) == 0 {
 		return 0, err
 	}
 	sent := make(chan int64, len(items)) // never blocks a worker
+	var unmarked []int64
 	marked := make(chan error, 1)
-	go func() { marked <- o.markSent(context.WithoutCancel(ctx), sent) }()
+	go func() {
+		var err error
+		unmarked, err = o.markSent(context.WithoutCancel(ctx), sent)
+		marked <- err
+	}()
 	var wg sync.WaitGroup
 	work := make(chan threads.OutboxItem)
 	for range min(16, len(items)) { // the transport caps real parallelism
@@ -147,15 +177,17 @@ func (o *Outbox) deliverDue(ctx context.Context) (int, error) {
 	close(work)
 	wg.Wait()
 	close(sent)
-	return len(items), <-marked
+	err = <-marked
+	o.unmarked = unmarked
+	return len(items), err
 }
 
 // markSent records sent mail as it comes, each commit carrying every mail sent while the
 // previous one ran: a worker never waits for a commit (while filing keeps the writer
 // busy, one commit per mail capped delivery at a few hundred a second), and a crash
-// between the smarthost's 250 and the mark sends again at most one commit's worth.
-func (o *Outbox) markSent(ctx context.Context, sent <-chan int64) error {
-	var firstErr error
+// between the smarthost's 250 and the mark sends again at most one commit's worth. It
+// returns the mail it could not mark.
+func (o *Outbox) markSent(ctx context.Context, sent <-chan int64) (unmarked []int64, firstErr error) {
 	for id := range sent {
 		ids := []int64{id}
 	more:
@@ -170,11 +202,14 @@ func (o *Outbox) markSent(ctx context.Context, sent <-chan int64) error {
 				break more
 			}
 		}
-		if err := o.q.MailSent(ctx, ids...); err != nil && firstErr == nil {
-			firstErr = err
+		if err := o.q.MailSent(ctx, ids...); err != nil {
+			unmarked = append(unmarked, ids...)
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
 	}
-	return firstErr
+	return unmarked, firstErr
 }
 
 // deliver sends one mail and records a failure; it reports success.
