@@ -89,6 +89,10 @@ const detectBytes = 1500
 // maxStopword is the longest stopword, in bytes.
 const maxStopword = 8
 
+// maxLowerShrink: lowering a letter shrinks it to no less than a third of its bytes
+// (K, the Kelvin sign, is 3 bytes and k 1; İ is 2 and i 1).
+const maxLowerShrink = 3
+
 func base(tag string) string {
 	tag = strings.ToLower(strings.TrimSpace(tag))
 	l, _, _ := strings.Cut(tag, "-")
@@ -112,14 +116,16 @@ func Detect(text string) string {
 		text = text[:detectBytes]
 	}
 	score := map[string]int{}
-	var buf [maxStopword]byte
+	var buf [maxStopword + utf8.UTFMax]byte
 	for word := range words.Runs(text, unicode.IsLetter) {
-		if len(word) > maxStopword {
-			continue
+		if len(word) > maxLowerShrink*maxStopword {
+			continue // too long to be a stopword once lowered
 		}
 		lower := buf[:0]
 		for _, r := range word {
-			lower = utf8.AppendRune(lower, unicode.ToLower(r))
+			if lower = utf8.AppendRune(lower, unicode.ToLower(r)); len(lower) > maxStopword {
+				break
+			}
 		}
 		if len(lower) > maxStopword {
 			continue

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 func realistic(lang string) Data {
@@ -241,11 +242,28 @@ func TestDetectMatchesSplittingLoweredText(t *testing.T) {
 		"x\xffthe\xfe and",
 		"",
 		"The the the el el el",
+		// İ (2 bytes) lowers to i (1): a 9-byte word is the 8-byte stopword "funciona".
+		"The app FUNCİONA y FUNCİONA",
+		"FUNCİONA",
 	} {
 		want := reference(text)
 		best := clearWinner(want)
 		if got := Detect(text); got != best {
 			t.Errorf("Detect(%q) = %q, want %q (scores %v)", text, got, best, want)
+		}
+	}
+}
+
+// Detect skips words longer than maxLowerShrink*maxStopword bytes before lowering them:
+// no letter lowers to less than 1/maxLowerShrink of its bytes.
+func TestLoweringShrinksALetterToAThirdAtMost(t *testing.T) {
+	t.Parallel()
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if !unicode.IsLetter(r) {
+			continue
+		}
+		if n, l := utf8.RuneLen(r), utf8.RuneLen(unicode.ToLower(r)); n > maxLowerShrink*l {
+			t.Errorf("%U (%d bytes) lowers to %U (%d bytes)", r, n, unicode.ToLower(r), l)
 		}
 	}
 }
