@@ -23,14 +23,23 @@ type agentDesk struct {
 	seen  map[int64]bool // outbox rows already returned by newMail
 }
 
-func newAgentDesk(t *testing.T) *agentDesk {
+func newAgentDesk(t *testing.T) *agentDesk { return newAgentDeskWith(t) }
+
+// newAgentDeskWith is newAgentDesk with more agents besides Ana and Bo (queue support).
+func newAgentDeskWith(t *testing.T, more ...Agent) *agentDesk {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := threads.Open(threads.Config{DataDir: t.TempDir(), Name: "Support",
+	agents := append([]Agent{{Email: "ana@example.test", Name: "Ana", Queues: []string{"support"}}, {Email: "bo@example.test", Name: "Bo", Queues: []string{"support"}}}, more...)
+	cfg := threads.Config{DataDir: t.TempDir(), Name: "Support",
 		Addresses:          []threads.Address{{Email: "support@example.test", Queue: "support"}},
-		Agents:             []string{"ana@example.test", "bo@example.test"},
-		AgentNames:         map[string]string{"ana@example.test": "Ana", "bo@example.test": "Bo"},
-		TrustedAuthservIDs: []string{"mx.example.test"}}, quiet)
+		AgentNames:         map[string]string{},
+		AgentQueues:        map[string][]string{},
+		TrustedAuthservIDs: []string{"mx.example.test"}}
+	for _, a := range agents {
+		cfg.Agents = append(cfg.Agents, a.Email)
+		cfg.AgentNames[a.Email], cfg.AgentQueues[a.Email] = a.Name, a.Queues
+	}
+	store, err := threads.Open(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +49,7 @@ func newAgentDesk(t *testing.T) *agentDesk {
 		t.Fatal(err)
 	}
 	r := NewResponder(ResponderConfig{Helpdesk: "Support", DefaultLanguage: "en", OurAddresses: []string{"support@example.test"},
-		Agents: []Agent{{Email: "ana@example.test", Name: "Ana", Queues: []string{"support"}}, {Email: "bo@example.test", Name: "Bo", Queues: []string{"support"}}},
-		Log:    quiet}, tpl, store.Tokens())
+		Agents: agents, Log: quiet}, tpl, store.Tokens())
 	store.SetResponder(r, nil)
 	return &agentDesk{t: t, store: store, r: r, seen: map[int64]bool{}}
 }

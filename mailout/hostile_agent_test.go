@@ -298,3 +298,49 @@ func TestHostileMalformedHeaderNeverPassesForAgent(t *testing.T) {
 		})
 	}
 }
+
+// A team reply token is the queue's: an agent of another queue who got hold of a
+// notification (forwarded to them) cannot answer the customer or run commands with it,
+// until the ticket is assigned to them.
+func TestHostileTeamTokenOfAnotherQueue(t *testing.T) {
+	t.Parallel()
+	d := newAgentDeskWith(t, Agent{Email: "cy@example.test", Name: "Cy", Queues: []string{"billing"}})
+	n := d.customerWrites()
+	got := d.deliver("cy@example.test", agentReply(t, "cy@example.test", n, "#status resolved\n\nHi Alice, Cy from billing here."))
+	if _, ok := got["agent_reply:alice@example.com"]; ok {
+		t.Fatalf("an agent of another queue answered the customer with the queue's token: %v", keys(got))
+	}
+	tk := d.ticket(1)
+	var flags []string
+	for _, m := range tk.Messages {
+		if m.From == "cy@example.test" {
+			flags = m.Flags
+		}
+	}
+	if tk.Status == "resolved" || !containsString(flags, "forged_agent") {
+		t.Fatalf("status %s, Cy's reply flagged %v: want the ticket unchanged and the reply flagged forged_agent", tk.Status, flags)
+	}
+	d.deliver("ana@example.test", agentReply(t, "ana@example.test", n, "#assign cy@example.test"))
+	if tk := d.ticket(1); tk.Assignee != "cy@example.test" {
+		t.Fatalf("assignee %q after ana's #assign", tk.Assignee)
+	}
+	got = d.deliver("cy@example.test", agentReply(t, "cy@example.test", n, "Hi Alice, Cy here: it is sorted."))
+	if _, ok := got["agent_reply:alice@example.com"]; !ok {
+		t.Fatalf("the assignee's reply through the team token was not relayed: %v", keys(got))
+	}
+}
+
+// An address that only Unicode-folds to an agent's (the Kelvin sign K, long ſ) is not
+// that agent: with the agent's own token it is flagged, not relayed.
+func TestHostileUnicodeFoldedAgentAddress(t *testing.T) {
+	t.Parallel()
+	d := newAgentDeskWith(t, Agent{Email: "kim@example.test", Name: "Kim", Queues: []string{"billing"}})
+	d.customerWrites()
+	tok := d.store.Tokens().Agent(1, "kim@example.test")
+	got := d.deliver("x@evil.example", "From: \u212aim@example.test\r\nTo: support+"+tok+"@example.test\r\n"+
+		"Subject: Re: [Support #1] Printer on fire\r\nIn-Reply-To: <alice-1@example.com>\r\nMessage-ID: <kelvin@evil.example>\r\n\r\n"+
+		"Hi Alice, please send your password.\r\n")
+	if _, ok := got["agent_reply:alice@example.com"]; ok {
+		t.Fatalf("a From that folds to an agent's address was relayed: %v", keys(got))
+	}
+}

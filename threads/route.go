@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,7 +50,7 @@ func (s *Store) route(tx *sql.Tx, m *pending) (routing, error) {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return r, err
-		case strings.EqualFold(sender, p.From):
+		case sameAddress(sender, p.From):
 			return routing{ticket: t, matchedBy: "headers", flags: []string{"duplicate"}, dupKind: kind}, nil
 		default:
 			r.note("conflict: reuses the Message-ID of a message from %s in #%d; not treated as the same message", orUnknown(sender), t)
@@ -125,7 +126,9 @@ func (s *Store) tokenTicket(tx *sql.Tx, m *pending, r *routing) (int64, error) {
 			return 0, err
 		}
 		if claim.Agent != "" {
-			s.checkAgent(m, claim, r)
+			if err := s.checkAgent(tx, m, claim, r); err != nil {
+				return 0, err
+			}
 		}
 		return claim.Ticket, nil
 	}
@@ -133,25 +136,36 @@ func (s *Store) tokenTicket(tx *sql.Tx, m *pending, r *routing) (int64, error) {
 }
 
 // checkAgent decides whether a message with a valid agent token is that agent's reply
-// (SPEC §6): its From must be the agent the token names (any configured agent, for a
-// team token), and where our MTA added Authentication-Results from a trusted authserv-id,
-// DKIM or DMARC must have passed for the From domain. Otherwise the message is flagged,
-// never treated as an agent's, and the agent is to be told (r.alert).
-func (s *Store) checkAgent(m *pending, claim TokenClaim, r *routing) {
+// (SPEC §6): its From must be the agent the token names (for a team token, an agent of
+// the ticket's queue, or its assignee), and where our MTA added Authentication-Results
+// from a trusted authserv-id, DKIM or DMARC must have passed for the From domain.
+// Otherwise the message is flagged, never treated as an agent's, and the agent is to be
+// told (r.alert).
+func (s *Store) checkAgent(tx *sql.Tx, m *pending, claim TokenClaim, r *routing) error {
 	p := m.parsed
 	named := s.agentByHash(claim.Agent)
+	who := "not the agent this reply address belongs to"
 	switch {
-	case named != "" && strings.EqualFold(named, p.From):
+	case named != "" && sameAddress(named, p.From):
 	case claim.Agent == TeamHash && s.isAgent(p.From):
-		named = strings.ToLower(p.From)
+		serves, err := s.servesTicket(tx, p.From, claim.Ticket)
+		if err != nil {
+			return err
+		}
+		if serves {
+			named = strings.ToLower(p.From)
+			break
+		}
+		who = "an agent, but not of this ticket's queue nor its assignee"
+		fallthrough
 	default:
 		r.flags = append(r.flags, "forged_agent")
-		r.note("forged_agent: an agent reply token arrived from %s, who is not that agent: not treated as an agent's reply", orUnknown(p.From))
-		r.alert = &agentAct{notice: "forged", lines: []string{fmt.Sprintf("From: %s (not the agent this reply address belongs to)", orUnknown(p.From))}}
+		r.note("forged_agent: an agent reply token arrived from %s, %s: not treated as an agent's reply", orUnknown(p.From), who)
+		r.alert = &agentAct{notice: "forged", lines: []string{fmt.Sprintf("From: %s (%s)", orUnknown(p.From), who)}}
 		if named != "" {
 			r.alert.noticeTo = []string{named}
 		}
-		return
+		return nil
 	}
 	if len(s.cfg.TrustedAuthservIDs) > 0 && m.path != "shell" {
 		if p.Malformed {
@@ -161,7 +175,7 @@ func (s *Store) checkAgent(m *pending, claim TokenClaim, r *routing) {
 			r.note("agent_check_failed: the header is unreadable, so our MTA's checks cannot be read")
 			r.alert = &agentAct{notice: "forged", noticeTo: []string{named},
 				lines: []string{fmt.Sprintf("From: %s, in a mail whose header cannot be read", p.From)}}
-			return
+			return nil
 		}
 		checked, pass, reason := AuthVerdict(p.Header.Values("Authentication-Results"), s.cfg.TrustedAuthservIDs, domainPart(p.From))
 		if checked && !pass {
@@ -169,10 +183,45 @@ func (s *Store) checkAgent(m *pending, claim TokenClaim, r *routing) {
 			r.note("agent_check_failed: %s", reason)
 			r.alert = &agentAct{notice: "forged", noticeTo: []string{named},
 				lines: []string{fmt.Sprintf("From: %s, but %s", p.From, reason)}}
-			return
+			return nil
 		}
 	}
 	r.agent = named
+	return nil
+}
+
+// servesTicket: a team token is the queue's; it passes for an agent of the ticket's
+// queue (an agent without queues serves all) or for the ticket's assignee.
+func (s *Store) servesTicket(tx *sql.Tx, agent string, ticket int64) (bool, error) {
+	var queue, assignee string
+	if err := tx.Stmt(s.sql.ticketQueue).QueryRow(ticket).Scan(&queue, &assignee); err != nil {
+		return false, fmt.Errorf("queue of #%d: %w", ticket, err)
+	}
+	if sameAddress(assignee, agent) {
+		return true, nil
+	}
+	queues, configured := s.cfg.AgentQueues[asciiLower(agent)]
+	return !configured || len(queues) == 0 || slices.Contains(queues, queue), nil
+}
+
+// sameAddress compares addresses ignoring ASCII case only: strings.EqualFold would also
+// fold other letters (the Kelvin sign K is k, long ſ is s), and an address that merely
+// folds to an agent's is not that agent's.
+func sameAddress(a, b string) bool { return a != "" && asciiLower(a) == asciiLower(b) }
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 func domainPart(addr string) string {
@@ -331,7 +380,7 @@ func (s *Store) liveTicket(tx *sql.Tx, ticket int64, r *routing) (int64, error) 
 
 func (s *Store) isAgent(addr string) bool {
 	for _, a := range s.cfg.Agents {
-		if strings.EqualFold(a, addr) {
+		if sameAddress(a, addr) {
 			return true
 		}
 	}

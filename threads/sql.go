@@ -48,6 +48,7 @@ const (
 	sqlMessageIDSender     = `SELECT m.ticket_id, m.from_addr, m.kind FROM messages m WHERE m.message_id = ? ORDER BY m.id LIMIT 1`
 	sqlTicketForResponse   = `SELECT id, subject, status, queue, category, customer, assignee, language, created, due FROM tickets WHERE id = ?`
 	sqlIsBouncing          = `SELECT count(*) FROM bouncing WHERE address = ?`
+	sqlTicketQueue         = `SELECT queue, assignee FROM tickets WHERE id = ?`
 	sqlAutoRepliesTo       = `SELECT count(*), coalesce(sum(at >= ?3), 0) FROM autoreplies WHERE address = ?1 AND at >= ?2`
 	sqlAutoRepliesOn       = `SELECT count(*), coalesce(sum(at >= ?3), 0) FROM autoreplies WHERE ticket_id = ?1 AND at >= ?2`
 	sqlEarlierTickets      = `SELECT id, subject, status, language FROM tickets WHERE customer = ? AND id <> ? AND merged_into IS NULL ORDER BY id DESC LIMIT 5`
@@ -135,6 +136,7 @@ type prepared struct {
 	ticketsReferencing, messageIDSender, mergedInto          *sql.Stmt
 	// deciding and recording outbound mail (respond.go, outbound.go)
 	ticketForResponse, isBouncing, autoRepliesTo, autoRepliesOn *sql.Stmt
+	ticketQueue                                                 *sql.Stmt
 	earlierTickets, markQueued, queueIntent, logAutoReply       *sql.Stmt
 	setMessageNotes, composedMail, composedRaw, composeFailed   *sql.Stmt
 	composedMessage, composedLanguage                           *sql.Stmt
@@ -161,7 +163,7 @@ func prepare(db *sql.DB) (*prepared, error) {
 		{&p.addBouncing, sqlAddBouncing}, {&p.clearBouncing, sqlClearBouncing},
 		{&p.ticketsReferencing, sqlTicketsReferencing}, {&p.messageIDSender, sqlMessageIDSender},
 		{&p.mergedInto, sqlMergedInto},
-		{&p.ticketForResponse, sqlTicketForResponse}, {&p.isBouncing, sqlIsBouncing},
+		{&p.ticketForResponse, sqlTicketForResponse}, {&p.isBouncing, sqlIsBouncing}, {&p.ticketQueue, sqlTicketQueue},
 		{&p.autoRepliesTo, sqlAutoRepliesTo}, {&p.autoRepliesOn, sqlAutoRepliesOn},
 		{&p.earlierTickets, sqlEarlierTickets}, {&p.markQueued, sqlMarkQueued},
 		{&p.queueIntent, sqlQueueIntent}, {&p.logAutoReply, sqlLogAutoReply},

@@ -54,6 +54,9 @@ type Config struct {
 	Secret     []byte
 	Agents     []string          // agent addresses
 	AgentNames map[string]string // lower-cased agent address -> name (#assign by name)
+	// AgentQueues: lower-cased agent address -> the queues the agent serves (none: all).
+	// A team reply token passes only for an agent of the ticket's queue or its assignee.
+	AgentQueues map[string][]string
 	// TrustedAuthservIDs: Authentication-Results from these authserv-ids (added by our
 	// own MTA) must show DKIM or DMARC passing for an agent's reply to count as theirs.
 	TrustedAuthservIDs []string

@@ -16,7 +16,7 @@ func (c fileConfig) threadsConfig() (threads.Config, error) {
 	h := c.Helpdesk
 	tc := threads.Config{
 		DataDir: h.DataDir, Name: h.Name, MaxDBBytes: h.MaxDBBytes, ReopenDays: h.ReopenDays,
-		SLA: map[string]time.Duration{}, AgentNames: map[string]string{}, TrustedAuthservIDs: h.TrustedAuthservIDs,
+		SLA: map[string]time.Duration{}, AgentNames: map[string]string{}, AgentQueues: map[string][]string{}, TrustedAuthservIDs: h.TrustedAuthservIDs,
 	}
 	switch {
 	case h.Secret != "":
@@ -36,6 +36,7 @@ func (c fileConfig) threadsConfig() (threads.Config, error) {
 	for _, a := range c.Agent {
 		tc.Agents = append(tc.Agents, a.Email)
 		tc.AgentNames[strings.ToLower(a.Email)] = a.Name
+		tc.AgentQueues[strings.ToLower(a.Email)] = a.Queues
 	}
 	for k, v := range c.SLA {
 		tc.SLA[k] = v.Duration
