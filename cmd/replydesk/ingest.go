@@ -41,14 +41,11 @@ func ingestPipe(ctx context.Context, env *cmdEnv, sender, recipient string) erro
 		}
 		return exitError{exitTempFail, err}
 	}
-	store, err := openStore(env)
+	store, err := openFilingStore(env)
 	if err != nil {
 		return exitError{exitTempFail, err}
 	}
 	defer store.Close()
-	if err := setResponder(env, store); err != nil {
-		return exitError{exitTempFail, err}
-	}
 	defer alertOnSetAside(env, store)()
 	env2 := mailin.Envelope{
 		Path: mailin.PathPipe, Received: time.Now(), Live: true,
@@ -122,6 +119,20 @@ func ingestFiles(ctx context.Context, env *cmdEnv, paths []string, notify bool) 
 
 // setResponder lets ingested live mail queue its confirmations and notifications; the
 // outbox of a running (or the next) `serve` delivers them.
+// openFilingStore opens the store for a command that files mail and answers it as serve
+// would (ingest, refile, reply, note).
+func openFilingStore(env *cmdEnv) (*threads.Store, error) {
+	store, err := openStore(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := setResponder(env, store); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
 func setResponder(env *cmdEnv, store *threads.Store) error {
 	r, err := env.cfg.responder(store.Tokens(), env.log)
 	if err != nil {

@@ -24,14 +24,11 @@ var refileCommand = command{
 				}
 				id = n
 			}
-			store, err := openStore(env)
+			store, err := openFilingStore(env)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			if err := setResponder(env, store); err != nil {
-				return err
-			}
 			defer alertOnSetAside(env, store)()
 			n, err := store.Refile(ctx, id)
 			if err != nil {

@@ -51,14 +51,11 @@ func agentMailCommand(prefix string) func(fs *flag.FlagSet) func(context.Context
 			if err != nil {
 				return err
 			}
-			store, err := openStore(env)
+			store, err := openFilingStore(env)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			if err := setResponder(env, store); err != nil {
-				return err
-			}
 			tk, err := store.Ticket(ctx, n)
 			if err != nil {
 				return err
