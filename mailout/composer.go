@@ -98,36 +98,27 @@ func (c *Composer) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		giveWay(ctx, c.busy)
 		store, last, left, err := c.round(ctx, after)
-		trouble := false
+		stored := true
 		if last != 0 {
-			trouble = !settle()
+			stored = settle() // at most one commit in flight
 			after = last
 			if len(store) > 0 {
 				inFlight = c.commitAsync(ctx, store)
 			}
-			if trouble || left {
-				// Intents below after wait again (a commit failed, or a message could not
-				// be read): once this round is stored, look again from the start, not
-				// only once caught up with everything filed after them.
-				trouble = !settle() || trouble
-				after = 0
+			if stored && !left && err == nil {
+				continue // more may wait above after
 			}
 		}
-		switch {
-		case err != nil || trouble: // storage trouble: wait, then look again from the start
-			if err != nil && ctx.Err() == nil {
-				c.log.Error("composing mail", "err", err)
-			}
-			settle()
-			after = 0
-			c.idle(ctx)
-		case last == 0 && (after != 0 || inFlight != nil):
-			// Nothing above after: once the last round is stored, look again from the
-			// start (an intent below after may have been left waiting).
-			settle()
-			after = 0
-		case last == 0:
-			c.idle(ctx)
+		// Caught up, or intents were left below after (a commit failed, a message could
+		// not be read): once the commit in flight is stored, look again from the oldest.
+		stored = settle() && stored
+		if err != nil && ctx.Err() == nil {
+			c.log.Error("composing mail", "err", err)
+		}
+		restart := after != 0
+		after = 0
+		if err != nil || !stored || (last == 0 && !restart) {
+			c.idle(ctx) // storage trouble, or nothing waiting at all
 		}
 	}
 }
