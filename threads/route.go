@@ -200,28 +200,30 @@ func (s *Store) servesTicket(tx *sql.Tx, agent string, ticket int64) (bool, erro
 	if sameAddress(assignee, agent) {
 		return true, nil
 	}
-	queues, configured := s.cfg.AgentQueues[asciiLower(agent)]
+	queues, configured := s.cfg.AgentQueues[strings.ToLower(agent)]
 	return !configured || len(queues) == 0 || slices.Contains(queues, queue), nil
 }
 
 // sameAddress compares addresses ignoring ASCII case only: strings.EqualFold would also
 // fold other letters (the Kelvin sign K is k, long ſ is s), and an address that merely
 // folds to an agent's is not that agent's.
-func sameAddress(a, b string) bool { return a != "" && asciiLower(a) == asciiLower(b) }
-
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
+func sameAddress(a, b string) bool {
+	if a == "" || len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
 		}
 	}
-	return s
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func domainPart(addr string) string {
