@@ -246,3 +246,49 @@ func TestSentHeadersWinOverSubjectTag(t *testing.T) {
 		t.Errorf("#%d after the tagged sent reply: %s, want pending", b.ID, got.Status)
 	}
 }
+
+// Hostile and broken mail in the Sent folder is one message's problem: raw 8-bit bytes
+// and invalid UTF-8 in its header, a header of garbage, thousands of references, or a
+// forged token in the body file nothing wrong, send nothing, and the reply after them
+// still lands on its ticket.
+func TestSentHostileMailStaysOneMessagesProblem(t *testing.T) {
+	t.Parallel()
+	s, _ := sentStore(t)
+	tk := customerWrites(t, s, "alice@example.com", "alice-1@example.com", "Printer on fire")
+	before := outboxRows(t, s)
+	many := make([]string, 5000)
+	for i := range many {
+		many[i] = fmt.Sprintf("<ref%d@evil.example>", i)
+	}
+	for name, raw := range map[string]string{
+		"8-bit header": "From: M\xfcller <m\xfcller@ex\xe4mple.com>\r\nTo: <alice@example.com>\r\nSubject: R\xe9 \xff\xfe\r\nIn-Reply-To: <alice-1@example.com\xff>\r\nMessage-ID: <h8@x>\r\n\r\nbody \xff\r\n",
+		"garbage":      "\x00\x01\x02 no header at all \xff\r\n\r\n\x00",
+		"many refs":    "From: <support@example.test>\r\nTo: <bob@example.com>\r\nSubject: fwd\r\nMessage-ID: <many@x>\r\nReferences: " + strings.Join(many, " ") + "\r\n\r\nhi\r\n",
+		"forged token": "From: <support@example.test>\r\nTo: <alice@example.com>\r\nSubject: hi\r\nMessage-ID: <tok@x>\r\n\r\nref:r1-aaaaaaaaaaaaaaaa support+a1-aaaaaaa-bbbbbbbbbbbb@example.test\r\n",
+	} {
+		env := mailin.Envelope{Path: mailin.PathIMAPSent, Rcpts: []string{"support@example.test"}, Received: sentAt, Live: true}
+		if _, err := s.Accept(context.Background(), env, []byte(raw)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	process(t, s)
+	sent(t, s, true, "support@example.test", "alice@example.com", "reply-after@example.test", "Re: Printer on fire",
+		"In-Reply-To: <alice-1@example.com>")
+	st, err := s.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Unfiled != 0 || st.SetAsideCount != 0 {
+		t.Errorf("status after the hostile Sent mail: %d unfiled, %d set aside", st.Unfiled, st.SetAsideCount)
+	}
+	if got, _ := filed(t, s, "reply-after@example.test"); got.ID != tk.ID {
+		t.Errorf("the reply after the hostile mail landed in #%d, want #%d", got.ID, tk.ID)
+	}
+	if n := outboxRows(t, s); n != before {
+		t.Errorf("Sent mail caused %d outbound mails", n-before)
+	}
+	tickets, err := s.Tickets(context.Background(), TicketFilter{})
+	if err != nil || len(tickets) != 1 {
+		t.Errorf("%d tickets (%v), want only alice's", len(tickets), err)
+	}
+}
